@@ -1,0 +1,181 @@
+"""Kafka event contracts (DESIGN §4). Inbound events are keyed by ``loan_id``; JSON; strict."""
+
+from __future__ import annotations
+
+from datetime import date
+from decimal import Decimal
+from enum import StrEnum
+from typing import Annotated, Any, ClassVar, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+
+from schemas.money import Amount, Currency, PositiveAmount, check_scale
+
+# Identifiers end up in workflow ids and Kafka keys: opaque, never personal data.
+OpaqueId = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")]
+
+
+class Event(BaseModel):
+    """Common envelope of every inbound event."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    TOPIC: ClassVar[str]
+    MONEY_FIELDS: ClassVar[tuple[str, ...]] = ()
+
+    event_id: OpaqueId
+    occurred_at: AwareDatetime
+    schema_version: Literal[1]
+    loan_id: OpaqueId
+
+    @model_validator(mode="after")
+    def _money_scale(self) -> Event:
+        currency = getattr(self, "currency", None)
+        if currency is not None:
+            for name in self.MONEY_FIELDS:
+                value = getattr(self, name)
+                if value is not None:
+                    check_scale(value, currency, name)
+        return self
+
+
+class ProductType(StrEnum):
+    CREDIT_CARD = "credit_card"
+    PERSONAL_LOAN = "personal_loan"
+    MORTGAGE = "mortgage"
+    AUTO_LOAN = "auto_loan"
+    SME_LOAN = "sme_loan"
+
+
+class LoanOverdue(Event):
+    """``loan.overdue.v1``: a loan is (still) past due. Repeated daily while delinquent."""
+
+    TOPIC = "loan.overdue.v1"
+    MONEY_FIELDS = (
+        "principal_outstanding",
+        "interest_outstanding",
+        "penalty_interest_outstanding",
+        "fees_outstanding",
+        "overdue_amount",
+        "contractual_instalment",
+    )
+
+    borrower_id: OpaqueId
+    product: ProductType
+    currency: Currency
+    principal_outstanding: Amount
+    interest_outstanding: Amount
+    penalty_interest_outstanding: Amount
+    fees_outstanding: Amount
+    overdue_amount: Amount
+    days_past_due: Annotated[int, Field(ge=1, le=3650)]
+    delinquent_since: date
+    contractual_instalment: Amount
+    remaining_term_months: Annotated[int, Field(ge=0, le=600)]
+    annual_interest_rate: Annotated[Decimal, Field(ge=0, le=1, max_digits=9, allow_inf_nan=False)]
+    """Nominal annual rate as a fraction, e.g. ``0.0435``."""
+
+    @model_validator(mode="after")
+    def _consistent(self) -> LoanOverdue:
+        if self.delinquent_since > self.occurred_at.date():
+            raise ValueError("delinquent_since: after occurred_at")
+        if self.overdue_amount > self.total_outstanding:
+            raise ValueError("overdue_amount: exceeds the total outstanding")
+        return self
+
+    @property
+    def total_outstanding(self) -> Decimal:
+        return (
+            self.principal_outstanding
+            + self.interest_outstanding
+            + self.penalty_interest_outstanding
+            + self.fees_outstanding
+        )
+
+    @property
+    def case_id(self) -> str:
+        return case_id(self.loan_id, self.delinquent_since)
+
+
+class PaymentChannel(StrEnum):
+    BANK_TRANSFER = "bank_transfer"
+    DIRECT_DEBIT = "direct_debit"
+    CARD = "card"
+    BRANCH = "branch"
+    MOBILE_APP = "mobile_app"
+
+
+class LoanPayment(Event):
+    """``loan.payment.v1``: money received against the loan."""
+
+    TOPIC = "loan.payment.v1"
+    MONEY_FIELDS = ("amount",)
+
+    currency: Currency
+    amount: PositiveAmount
+    paid_at: AwareDatetime
+    channel: PaymentChannel
+
+
+class LoanStatusKind(StrEnum):
+    CURED = "cured"
+    CHARGED_OFF = "charged_off"
+    CLOSED = "closed"
+
+
+class LoanStatus(Event):
+    """``loan.status.v1``: core banking changed the loan's status."""
+
+    TOPIC = "loan.status.v1"
+
+    status: LoanStatusKind
+
+
+class HardshipReason(StrEnum):
+    JOB_LOSS = "job_loss"
+    INCOME_REDUCTION = "income_reduction"
+    ILLNESS = "illness"
+    BUSINESS_DOWNTURN = "business_downturn"
+    FAMILY_EMERGENCY = "family_emergency"
+    NATURAL_DISASTER = "natural_disaster"
+    OTHER = "other"
+
+
+class CustomerHardship(Event):
+    """``customer.hardship.v1``: the borrower declared their situation (portal or agent)."""
+
+    TOPIC = "customer.hardship.v1"
+    MONEY_FIELDS = (
+        "monthly_income",
+        "essential_expenses",
+        "other_debt_payments",
+    )
+
+    borrower_id: OpaqueId
+    currency: Currency
+    monthly_income: Amount
+    essential_expenses: Amount
+    other_debt_payments: Amount
+    household_size: Annotated[int, Field(ge=1, le=30)]
+    reason: HardshipReason
+    temporary: bool
+    expected_recovery_months: Annotated[int, Field(ge=1, le=60)] | None = None
+
+
+INBOUND_EVENTS: dict[str, type[Event]] = {
+    model.TOPIC: model for model in (LoanOverdue, LoanPayment, LoanStatus, CustomerHardship)
+}
+
+
+def case_id(loan_id: str, delinquent_since: date) -> str:
+    """One case per loan per delinquency episode (DESIGN §3)."""
+    return f"case-{loan_id}-{delinquent_since:%Y%m%d}"
+
+
+def parse_inbound(topic: str, raw: bytes | str) -> Event:
+    """Validate a raw Kafka value for ``topic``; raises ``pydantic.ValidationError``."""
+    return INBOUND_EVENTS[topic].model_validate_json(raw)
+
+
+def json_schemas() -> dict[str, dict[str, Any]]:
+    """JSON Schema of each inbound contract, for producers to validate against."""
+    return {topic: model.model_json_schema() for topic, model in INBOUND_EVENTS.items()}

@@ -1,0 +1,97 @@
+"""The one typed settings object. Every address, credential and name comes from here.
+
+Read from environment variables prefixed ``ACCORD_`` (nested with ``__``) or a ``.env``
+file in the working directory, e.g. ``ACCORD_TEMPORAL__ADDRESS=temporal:7233``.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class TemporalSettings(BaseModel):
+    address: str = "127.0.0.1:7233"
+    namespace: str = "default"
+    task_queue: str = "accord-cases"
+    # Temporal Cloud: either mTLS (cert + key) or an API key.
+    tls: bool = False
+    tls_client_cert_path: Path | None = None
+    tls_client_key_path: Path | None = None
+    tls_server_root_ca_path: Path | None = None
+    api_key: SecretStr | None = None
+    ui_port: int = 8233
+    # Bound on cached workflow executions per worker (memory vs. replay cost).
+    max_cached_workflows: int = 2000
+
+
+class KafkaTopics(BaseModel):
+    overdue: str = "loan.overdue.v1"
+    payment: str = "loan.payment.v1"
+    status: str = "loan.status.v1"
+    hardship: str = "customer.hardship.v1"
+    case_events: str = "case.events.v1"
+    dlq_suffix: str = ".dlq"
+    partitions: int = 6
+
+    def inbound(self) -> list[str]:
+        return [self.overdue, self.payment, self.status, self.hardship]
+
+    def dlq(self, topic: str) -> str:
+        return f"{topic}{self.dlq_suffix}"
+
+
+class KafkaSettings(BaseModel):
+    bootstrap_servers: str = "127.0.0.1:9092"
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    ssl_cafile: Path | None = None
+    consumer_group: str = "accord-streams"
+    topics: KafkaTopics = Field(default_factory=KafkaTopics)
+
+
+class StreamsSettings(BaseModel):
+    """The faust stream processor."""
+
+    web_port: int = 6066  # faust web: /stats, /metrics (Prometheus)
+    # Events handled concurrently per batch; the batch's offsets commit only once all are in Temporal.
+    batch_size: int = 64
+    retry_initial_seconds: float = 0.2
+    retry_max_seconds: float = 10.0
+
+
+class StackSettings(BaseModel):
+    """The embedded (no Docker) development stack. Its Kafka and Temporal ports are the ones in
+    ``kafka.bootstrap_servers`` and ``temporal.address``."""
+
+    kafka_controller_port: int = 9093
+    kafka_version: str = "4.1.1"
+    kafka_heap: str = "-Xmx512m -Xms256m"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="ACCORD_",
+        env_nested_delimiter="__",
+        env_file=".env",
+        extra="ignore",
+    )
+
+    data_dir: Path = Path(".data")
+    policy_file: Path | None = None  # None: the bundled default policy
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    temporal: TemporalSettings = Field(default_factory=TemporalSettings)
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    streams: StreamsSettings = Field(default_factory=StreamsSettings)
+    stack: StackSettings = Field(default_factory=StackSettings)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()
