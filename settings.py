@@ -60,7 +60,7 @@ class StreamsSettings(BaseModel):
     """The faust stream processor."""
 
     web_port: int = 6066  # faust web: /stats, /metrics (Prometheus)
-    # Events handled concurrently per batch; the batch's offsets commit only once all are in Temporal.
+    # Events handled concurrently per batch; its offsets commit only once all are in Temporal.
     batch_size: int = 64
     retry_initial_seconds: float = 0.2
     retry_max_seconds: float = 10.0
