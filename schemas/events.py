@@ -67,10 +67,10 @@ class LoanOverdue(Event):
     penalty_interest_outstanding: Amount
     fees_outstanding: Amount
     overdue_amount: Amount
-    days_past_due: Annotated[int, Field(ge=1, le=3650)]
+    days_past_due: Annotated[int, Field(ge=1, le=3650, strict=True)]
     delinquent_since: date
     contractual_instalment: Amount
-    remaining_term_months: Annotated[int, Field(ge=0, le=600)]
+    remaining_term_months: Annotated[int, Field(ge=0, le=600, strict=True)]
     annual_interest_rate: Annotated[Decimal, Field(ge=0, le=1, max_digits=9, allow_inf_nan=False)]
     """Nominal annual rate as a fraction, e.g. ``0.0435``."""
 
@@ -148,6 +148,7 @@ class CustomerHardship(Event):
         "monthly_income",
         "essential_expenses",
         "other_debt_payments",
+        "lump_sum_available",
     )
 
     borrower_id: OpaqueId
@@ -155,10 +156,12 @@ class CustomerHardship(Event):
     monthly_income: Amount
     essential_expenses: Amount
     other_debt_payments: Amount
-    household_size: Annotated[int, Field(ge=1, le=30)]
+    household_size: Annotated[int, Field(ge=1, le=30, strict=True)]
     reason: HardshipReason
-    temporary: bool
-    expected_recovery_months: Annotated[int, Field(ge=1, le=60)] | None = None
+    temporary: bool = Field(strict=True)
+    expected_recovery_months: Annotated[int, Field(ge=1, le=60, strict=True)] | None = None
+    lump_sum_available: Amount | None = None
+    """Money the borrower could pay at once (savings, family help); enables a settlement."""
 
 
 INBOUND_EVENTS: dict[str, type[Event]] = {

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from decimal import ROUND_HALF_EVEN, Decimal
+from decimal import ROUND_FLOOR, ROUND_HALF_EVEN, Decimal
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
@@ -24,7 +24,7 @@ Currency = Literal["CNY", "HKD", "TWD", "SGD", "USD", "EUR", "GBP", "JPY"]
 def _no_float(value: Any) -> Any:
     # A JSON number with a fraction arrives as float and may already have lost precision.
     if isinstance(value, float):
-        raise ValueError("money must be a decimal string such as \"1234.56\", not a float")
+        raise ValueError('money must be a decimal string such as "1234.56", not a float')
     if isinstance(value, bool):
         raise ValueError("money must be a decimal string, not a boolean")
     return value
@@ -47,6 +47,11 @@ def quantum(currency: str) -> Decimal:
 def quantize(amount: Decimal, currency: str) -> Decimal:
     """Round to the currency's minor unit (banker's rounding)."""
     return amount.quantize(quantum(currency), rounding=ROUND_HALF_EVEN)
+
+
+def quantize_down(amount: Decimal, currency: str) -> Decimal:
+    """Round down to the currency's minor unit: for limits that must never be overstated."""
+    return amount.quantize(quantum(currency), rounding=ROUND_FLOOR)
 
 
 def check_scale(amount: Decimal, currency: str, field: str) -> None:

@@ -41,8 +41,10 @@ def _field_exists(model: type[BaseModel], path: list[str]) -> bool:
     if len(path) == 1:
         return True
     annotation = field.annotation
-    return isinstance(annotation, type) and issubclass(annotation, BaseModel) and _field_exists(
-        annotation, path[1:]
+    return (
+        isinstance(annotation, type)
+        and issubclass(annotation, BaseModel)
+        and _field_exists(annotation, path[1:])
     )
 
 

@@ -1,0 +1,143 @@
+"""Tiering (DESIGN §3 assess, seed 000 §4.1, 003 §4.3): every tier comes with reason codes.
+
+Order of the rules, first match wins:
+
+1. no financial information by the deadline        -> non_responsive
+2. capacity to pay, with signs of unwillingness    -> wilful ("can pay, won't")
+3. very late, repeatedly delinquent, broken plans,
+   mostly overdue, or lasting hardship with no
+   disposable income                               -> severe
+4. early, clean history, no lasting hardship       -> light
+5. everything else                                 -> moderate
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from decisions.affordability import assess_affordability
+from decisions.policy import Policy
+from schemas.assessment import (
+    Affordability,
+    Assessment,
+    CreditRecord,
+    FinancialProfile,
+    HardshipKind,
+    Tier,
+)
+from schemas.contact import ContactAttempt, ContactOutcome, Recipient
+from schemas.events import LoanOverdue
+
+
+def days_past_due_reason(days_past_due: int, policy: Policy) -> str:
+    light, moderate = policy.tiers.light_max_dpd, policy.tiers.moderate_max_dpd
+    if days_past_due <= light:
+        return f"DPD_UP_TO_{light}"
+    if days_past_due <= moderate:
+        return f"DPD_{light + 1}_TO_{moderate}"
+    return f"DPD_OVER_{moderate}"
+
+
+def assess(
+    loan: LoanOverdue,
+    profile: FinancialProfile | None,
+    credit: CreditRecord,
+    contact_log: Sequence[ContactAttempt],
+    policy: Policy,
+) -> Assessment:
+    """Tier the case. ``profile`` is None when the borrower gave no information by the deadline."""
+    dpd_reason = days_past_due_reason(loan.days_past_due, policy)
+    if profile is None:
+        reasons = ["NO_INFO_BY_DEADLINE"]
+        if not any(
+            attempt.outcome is ContactOutcome.ANSWERED and attempt.recipient is Recipient.BORROWER
+            for attempt in contact_log
+        ):
+            reasons.append("NO_ANSWERED_CONTACT")
+        return _assessment(Tier.NON_RESPONSIVE, [*reasons, dpd_reason], loan, policy, None)
+
+    affordability = assess_affordability(profile, loan, policy)
+    tier, reasons = _tier_with_information(loan, credit, affordability, policy, dpd_reason)
+    return _assessment(tier, reasons, loan, policy, affordability)
+
+
+def _tier_with_information(
+    loan: LoanOverdue,
+    credit: CreditRecord,
+    affordability: Affordability,
+    policy: Policy,
+    dpd_reason: str,
+) -> tuple[Tier, list[str]]:
+    thresholds = policy.tiers
+    repeated = credit.delinquencies_last_24_months >= thresholds.severe_min_prior_delinquencies
+    broken = credit.broken_agreements >= thresholds.severe_min_broken_agreements
+
+    # Capacity: the borrower could pay what is due each month out of disposable income.
+    monthly_due = loan.contractual_instalment or loan.overdue_amount
+    capacity = (
+        affordability.affordable_instalment > 0
+        and affordability.affordable_instalment >= thresholds.wilful_capacity_ratio * monthly_due
+    )
+    unwilling = []
+    if loan.days_past_due > thresholds.wilful_min_dpd:
+        unwilling.append(f"DPD_OVER_{thresholds.wilful_min_dpd}")
+    if broken:
+        unwilling.append("BROKEN_PREVIOUS_AGREEMENT")
+    if repeated:
+        unwilling.append("REPEATED_DELINQUENCY")
+    if capacity and unwilling:
+        return Tier.WILFUL, ["CAPACITY_WITHOUT_WILLINGNESS", *dict.fromkeys(unwilling)]
+
+    hardship_reason = {
+        HardshipKind.NONE: "NO_HARDSHIP_DECLARED",
+        HardshipKind.TEMPORARY: "TEMPORARY_HARDSHIP",
+        HardshipKind.LASTING: "LASTING_HARDSHIP",
+    }[affordability.hardship]
+    severe = []
+    if loan.days_past_due > thresholds.moderate_max_dpd:
+        severe.append(dpd_reason)
+    if repeated:
+        severe.append("REPEATED_DELINQUENCY")
+    if broken:
+        severe.append("BROKEN_PREVIOUS_AGREEMENT")
+    total = loan.total_outstanding
+    if total > 0 and loan.overdue_amount / total >= thresholds.severe_min_overdue_share:
+        severe.append("OVERDUE_SHARE_HIGH")
+    if affordability.hardship is HardshipKind.LASTING and affordability.disposable_income <= 0:
+        severe.extend(["LASTING_HARDSHIP", "NO_DISPOSABLE_INCOME"])
+    if severe:
+        return Tier.SEVERE, severe
+
+    clean_history = (
+        credit.delinquencies_last_24_months <= thresholds.light_max_prior_delinquencies
+        and credit.broken_agreements == 0
+    )
+    if (
+        loan.days_past_due <= thresholds.light_max_dpd
+        and clean_history
+        and affordability.hardship is not HardshipKind.LASTING
+    ):
+        return Tier.LIGHT, [dpd_reason, "GOOD_CREDIT_HISTORY", hardship_reason]
+
+    reasons = [dpd_reason, hardship_reason]
+    if not clean_history:
+        reasons.append("PRIOR_DELINQUENCY")
+    if capacity:
+        reasons.append("HAS_CAPACITY")
+    return Tier.MODERATE, reasons
+
+
+def _assessment(
+    tier: Tier,
+    reasons: list[str],
+    loan: LoanOverdue,
+    policy: Policy,
+    affordability: Affordability | None,
+) -> Assessment:
+    return Assessment(
+        tier=tier,
+        reasons=tuple(reasons),
+        policy_version=policy.version,
+        days_past_due=loan.days_past_due,
+        affordability=affordability,
+    )

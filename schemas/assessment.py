@@ -1,0 +1,134 @@
+"""What the bank knows about the borrower, and what it concluded (DESIGN §3 assess)."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from enum import StrEnum
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from schemas.events import CustomerHardship, HardshipReason
+from schemas.money import Amount, Currency, check_scale
+
+ReasonCode = Annotated[str, Field(pattern=r"^[A-Z][A-Z0-9_]{1,63}$")]
+"""A machine-stable, human-readable reason, e.g. ``DPD_OVER_90``."""
+
+Count = Annotated[int, Field(ge=0, le=10_000, strict=True)]
+
+
+class Contract(BaseModel):
+    """Base of every Accord model: immutable, unknown fields rejected."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Tier(StrEnum):
+    LIGHT = "light"
+    MODERATE = "moderate"
+    SEVERE = "severe"
+    WILFUL = "wilful"
+    NON_RESPONSIVE = "non_responsive"
+
+
+class HardshipKind(StrEnum):
+    NONE = "none"
+    TEMPORARY = "temporary"
+    LASTING = "lasting"
+
+
+class FinancialProfile(Contract):
+    """The borrower's declared monthly situation."""
+
+    currency: Currency
+    monthly_income: Amount
+    essential_expenses: Amount
+    other_debt_payments: Amount
+    household_size: Annotated[int, Field(ge=1, le=30, strict=True)]
+    hardship_reason: HardshipReason | None = None
+    temporary: bool = Field(default=False, strict=True)
+    expected_recovery_months: Annotated[int, Field(ge=1, le=60, strict=True)] | None = None
+    lump_sum_available: Amount | None = None
+    """Savings or other money the borrower can pay at once (needed for a settlement)."""
+
+    @model_validator(mode="after")
+    def _money_scale(self) -> FinancialProfile:
+        for name in ("monthly_income", "essential_expenses", "other_debt_payments"):
+            check_scale(getattr(self, name), self.currency, name)
+        if self.lump_sum_available is not None:
+            check_scale(self.lump_sum_available, self.currency, "lump_sum_available")
+        return self
+
+    @classmethod
+    def from_hardship(cls, event: CustomerHardship) -> FinancialProfile:
+        return cls(
+            currency=event.currency,
+            monthly_income=event.monthly_income,
+            essential_expenses=event.essential_expenses,
+            other_debt_payments=event.other_debt_payments,
+            household_size=event.household_size,
+            hardship_reason=event.reason,
+            temporary=event.temporary,
+            expected_recovery_months=event.expected_recovery_months,
+            lump_sum_available=event.lump_sum_available,
+        )
+
+
+class CreditRecord(Contract):
+    """The borrower's history with the bank, pulled from core banking."""
+
+    delinquencies_last_24_months: Count = 0
+    """Earlier delinquency episodes, not counting the current one."""
+    broken_agreements: Count = 0
+    """Earlier negotiated plans the borrower did not keep."""
+
+
+class Affordability(Contract):
+    """Disposable income = income - essential expenses - other debt service; the affordable
+    instalment is at most the policy share of it (never negative)."""
+
+    currency: Currency
+    disposable_income: Annotated[Decimal, Field(allow_inf_nan=False, max_digits=18)]
+    """May be negative: the borrower is short every month."""
+    share: Annotated[Decimal, Field(ge=0, le=1)]
+    affordable_instalment: Amount
+    hardship: HardshipKind
+    recovery_months: Annotated[int, Field(ge=1, le=60, strict=True)] | None = None
+    """Temporary hardship only: after this many instalments the borrower can pay again up to
+    ``post_recovery_instalment``."""
+    post_recovery_instalment: Amount | None = None
+    lump_sum_available: Amount | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Affordability:
+        check_scale(self.disposable_income, self.currency, "disposable_income")
+        check_scale(self.affordable_instalment, self.currency, "affordable_instalment")
+        temporary = self.hardship is HardshipKind.TEMPORARY
+        if temporary != (self.recovery_months is not None):
+            raise ValueError("recovery_months: required exactly when the hardship is temporary")
+        if temporary != (self.post_recovery_instalment is not None):
+            raise ValueError(
+                "post_recovery_instalment: required exactly when the hardship is temporary"
+            )
+        return self
+
+    def limit_for(self, instalment_number: int) -> Decimal:
+        """The most the borrower can pay for the given (1-based) instalment."""
+        if (
+            self.recovery_months is not None
+            and self.post_recovery_instalment is not None
+            and instalment_number > self.recovery_months
+        ):
+            return max(self.affordable_instalment, self.post_recovery_instalment)
+        return self.affordable_instalment
+
+
+class Assessment(Contract):
+    """A tier with the reasons for it, under a named policy version."""
+
+    tier: Tier
+    reasons: Annotated[tuple[ReasonCode, ...], Field(min_length=1)]
+    policy_version: str
+    days_past_due: Annotated[int, Field(ge=0, le=3650, strict=True)]
+    affordability: Affordability | None = None
+    """None when the borrower gave no financial information."""

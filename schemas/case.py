@@ -1,0 +1,85 @@
+"""The case as operations staff see it (DESIGN §3 queries)."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from pydantic import AwareDatetime, Field
+
+from schemas.assessment import Assessment, Contract, ReasonCode, Tier
+from schemas.contact import ContactAttempt, ContactHolds
+from schemas.money import Amount
+from schemas.plan import Agreement, Instalment, PlanProposal
+
+
+class CaseStage(StrEnum):
+    COLLECT_INFO = "collect_info"
+    ASSESS = "assess"
+    PROPOSE = "propose"
+    SIGN = "sign"
+    TRACK = "track"
+    CLOSED = "closed"
+
+
+class CaseOutcome(StrEnum):
+    CURED = "cured"
+    SETTLED = "settled"
+    ESCALATED_COLLECTIONS = "escalated_collections"
+    ESCALATED_LEGAL = "escalated_legal"
+    DECLINED = "declined"
+    WRITTEN_OFF = "written_off"
+
+
+class InstalmentStatus(StrEnum):
+    SCHEDULED = "scheduled"
+    PAID = "paid"
+    MISSED = "missed"
+
+
+class TrackedInstalment(Contract):
+    instalment: Instalment
+    status: InstalmentStatus = InstalmentStatus.SCHEDULED
+    paid_amount: Amount | None = None
+    paid_at: AwareDatetime | None = None
+
+
+class CheckpointKind(StrEnum):
+    INFO_REMINDER = "info_reminder"
+    INFO_DEADLINE = "info_deadline"
+    APPROVAL_SLA = "approval_sla"
+    SIGNATURE_REMINDER = "signature_reminder"
+    SIGNATURE_EXPIRY = "signature_expiry"
+    INSTALMENT_DUE = "instalment_due"
+    REASSESSMENT = "reassessment"
+    HOLD_ENDS = "hold_ends"
+
+
+class Checkpoint(Contract):
+    kind: CheckpointKind
+    at: AwareDatetime
+
+
+class CaseView(Contract):
+    """The full case view returned by the workflow query."""
+
+    case_id: str
+    loan_id: str
+    stage: CaseStage
+    policy_version: str
+    opened_at: AwareDatetime
+    tier: Tier | None = None
+    reasons: tuple[ReasonCode, ...] = ()
+    assessment: Assessment | None = None
+    proposal: PlanProposal | None = None
+    agreement: Agreement | None = None
+    schedule: tuple[TrackedInstalment, ...] = ()
+    next_checkpoint: Checkpoint | None = None
+    contact_log: tuple[ContactAttempt, ...] = ()
+    holds: ContactHolds = Field(default_factory=ContactHolds)
+    outcome: CaseOutcome | None = None
+    outcome_reasons: tuple[ReasonCode, ...] = ()
+    closed_at: AwareDatetime | None = None
+
+    @property
+    def is_closed(self) -> bool:
+        return self.outcome is not None

@@ -1,0 +1,178 @@
+"""Policy files and contact packs: the bundled ones load; broken ones fail with one message."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from decisions.policy import (
+    DEFAULT_POLICY_FILE,
+    Policy,
+    PolicyError,
+    bundled_contact_packs,
+    load_contact_rules,
+    load_policy,
+)
+from schemas.contact import ContactChannel
+from schemas.plan import ApprovalAuthority
+
+pytestmark = pytest.mark.unit
+
+DEFAULT_TEXT = DEFAULT_POLICY_FILE.read_text(encoding="utf-8")
+
+
+def test_default_policy_loads_with_its_contact_pack():
+    policy = load_policy()
+    assert policy.version == "accord-default-2026.1"
+    assert policy.contact.name == "cn-2026"
+    assert policy.affordability.max_share_of_disposable == Decimal("0.5")
+    assert isinstance(policy.tiers.severe_min_overdue_share, Decimal)  # TOML decimals, no floats
+
+
+def test_policy_round_trips_through_json():
+    policy = load_policy()
+    assert Policy.model_validate_json(policy.model_dump_json()) == policy
+
+
+def test_bundled_packs_encode_the_regulations():
+    assert bundled_contact_packs() == ["cn-2026", "uk-breathing-space", "us-reg-f"]
+    china = load_contact_rules("cn-2026")
+    assert (china.quiet_hours_start.hour, china.quiet_hours_end.hour) == (22, 8)
+    assert [(c.per_day, c.counts.value) for c in china.caps_for(ContactChannel.PHONE)] == [
+        (6, "unanswered")
+    ]
+    reg_f = load_contact_rules("us-reg-f")
+    assert (reg_f.quiet_hours_start.hour, reg_f.quiet_hours_end.hour) == (21, 8)
+    (phone,) = reg_f.caps_for(ContactChannel.PHONE)
+    assert (phone.per_7_days, phone.cooldown_after_conversation_days) == (7, 7)
+    assert load_contact_rules("uk-breathing-space").breathing_space_days == 60
+
+
+def test_policy_may_use_a_pack_file_next_to_it(tmp_path: Path):
+    pack = (DEFAULT_POLICY_FILE.parent / "contact-us-reg-f.toml").read_text(encoding="utf-8")
+    (tmp_path / "bank-pack.toml").write_text(pack.replace('"us-reg-f"', '"bank-x"'))
+    policy_file = tmp_path / "policy.toml"
+    policy_file.write_text(DEFAULT_TEXT.replace('"cn-2026"', '"bank-pack.toml"'))
+    assert load_policy(policy_file).contact.name == "bank-x"
+
+
+def test_approval_authority_by_waiver_share_and_rate_cut():
+    approval = load_policy().approval
+    assert (
+        approval.authority_for(Decimal("0.02"), rate_reduced=False) is ApprovalAuthority.AUTOMATIC
+    )
+    assert (
+        approval.authority_for(Decimal("0.0201"), rate_reduced=False) is ApprovalAuthority.TEAM_LEAD
+    )
+    assert (
+        approval.authority_for(Decimal("0.15"), rate_reduced=False) is ApprovalAuthority.TEAM_LEAD
+    )
+    assert (
+        approval.authority_for(Decimal("0.1501"), rate_reduced=False)
+        is ApprovalAuthority.CREDIT_COMMITTEE
+    )
+    assert approval.authority_for(Decimal(0), rate_reduced=True) is ApprovalAuthority.TEAM_LEAD
+
+
+BROKEN_POLICIES = [
+    pytest.param(
+        ("max_waiver_share = 0.5", "max_waiver_share = 1.5"),
+        "plans.moderate.max_waiver_share: Input should be less than or equal to 1",
+        id="share-above-one",
+    ),
+    pytest.param(
+        ("light_max_dpd = 30", "light_max_dpds = 30"),
+        "tiers.light_max_dpds: Extra inputs are not permitted",
+        id="typo-in-key",
+    ),
+    pytest.param(
+        ("moderate_max_dpd = 90", "moderate_max_dpd = 20"),
+        "tiers.moderate_max_dpd: must be above light_max_dpd",
+        id="thresholds-out-of-order",
+    ),
+    pytest.param(
+        (
+            'allowed = ["arrears_spread", "term_extension", "reduced_payment"]',
+            'allowed = ["holiday"]',
+        ),
+        "plans.light.allowed.0: Input should be 'term_extension'",
+        id="unknown-plan-type",
+    ),
+    pytest.param(
+        ("[plans.non_responsive]\nallowed = []", ""),
+        "plans.non_responsive: Field required",
+        id="tier-missing",
+    ),
+    pytest.param(
+        ("min_settlement_share = 0.6", "min_settlement_share = 0"),
+        "plans.severe.min_settlement_share: must be above 0 when lump_sum_settlement is allowed",
+        id="settlement-allowed-without-minimum",
+    ),
+    pytest.param(
+        ("grace_days = 5", 'grace_days = "five"'),
+        "durations.grace_days: Input should be a valid integer",
+        id="wrong-type",
+    ),
+    pytest.param(
+        ("info_reminder_days = [3, 7, 11]", "info_reminder_days = [3, 7, 14]"),
+        "durations.info_reminder_days: each must be before info_deadline_days",
+        id="reminder-after-deadline",
+    ),
+    pytest.param(
+        ('contact_pack = "cn-2026"', 'contact_pack = "mars-2090"'),
+        "contact_pack: no bundled pack 'mars-2090' "
+        "(bundled: cn-2026, uk-breathing-space, us-reg-f)",
+        id="unknown-pack",
+    ),
+    pytest.param(
+        ('version = "accord-default-2026.1"', 'version = ""'),
+        "version: String should match pattern",
+        id="empty-version",
+    ),
+    pytest.param(
+        ("[tiers]", "[tiers"),
+        "not valid TOML",
+        id="toml-syntax",
+    ),
+]
+
+
+@pytest.mark.parametrize(("edit", "expected"), BROKEN_POLICIES)
+def test_broken_policy_fails_with_one_message_naming_file_and_field(
+    tmp_path: Path, edit: tuple[str, str], expected: str
+):
+    old, new = edit
+    assert old in DEFAULT_TEXT
+    policy_file = tmp_path / "policy.toml"
+    policy_file.write_text(DEFAULT_TEXT.replace(old, new, 1))
+    with pytest.raises(PolicyError) as raised:
+        load_policy(policy_file)
+    message = str(raised.value)
+    assert message.startswith(f"{policy_file}: ")
+    assert expected in message
+    assert "\n" not in message
+
+
+def test_broken_pack_is_named_in_the_message(tmp_path: Path):
+    (tmp_path / "pack.toml").write_text(
+        'name = "bank-x"\nversion = "1"\nquiet_hours_start = "25:00"\nquiet_hours_end = "08:00"\n'
+    )
+    policy_file = tmp_path / "policy.toml"
+    policy_file.write_text(DEFAULT_TEXT.replace('"cn-2026"', '"pack.toml"'))
+    with pytest.raises(PolicyError) as raised:
+        load_policy(policy_file)
+    assert str(raised.value).startswith(f"{tmp_path / 'pack.toml'}: quiet_hours_start: ")
+
+
+def test_several_problems_are_counted_in_the_one_message(tmp_path: Path):
+    policy_file = tmp_path / "policy.toml"
+    policy_file.write_text(DEFAULT_TEXT.replace("grace_days = 5", "grace_days = -1\nfoo = 1"))
+    with pytest.raises(PolicyError, match=r"durations.grace_days: .* \(and 1 more problem\)$"):
+        load_policy(policy_file)
+
+
+def test_missing_policy_file(tmp_path: Path):
+    with pytest.raises(PolicyError, match=r"missing\.toml: file not found"):
+        load_policy(tmp_path / "missing.toml")
