@@ -132,9 +132,13 @@ def topic_partitions(settings: Settings) -> dict[str, int]:
 
 async def ensure_topics(admin: AIOKafkaAdminClient, wanted: dict[str, int]) -> None:
     """Create missing topics; grow existing ones that have fewer partitions than configured."""
+    # List before describing: describing a missing topic auto-creates it (with the broker's
+    # default partition count) on brokers that allow auto-creation.
+    listed = set(await admin.list_topics())
+    present = [name for name in wanted if name in listed]
     existing = {
         meta["topic"]: len(meta["partitions"])
-        for meta in await admin.describe_topics(list(wanted))
+        for meta in (await admin.describe_topics(present) if present else [])
         if meta["error_code"] == 0
     }
     missing = [
