@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 import ssl
 from typing import Any
 
 from temporalio.client import Client, TLSConfig
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.converter import DataConverter
 
-from settings import KafkaSettings, Settings, TemporalSettings
+from encryption.codec import EncryptionCodec, parse_key
+from settings import EncryptionSettings, KafkaSettings, Settings, TemporalSettings
 
 
 def _temporal_tls(cfg: TemporalSettings) -> TLSConfig | bool:
@@ -26,6 +29,21 @@ def _temporal_tls(cfg: TemporalSettings) -> TLSConfig | bool:
     return cfg.tls or cfg.api_key is not None
 
 
+def payload_codec(cfg: EncryptionSettings) -> EncryptionCodec | None:
+    if cfg.key is None:
+        return None
+    retired = {kid: parse_key(k.get_secret_value(), kid) for kid, k in cfg.retired_keys.items()}
+    return EncryptionCodec(cfg.key_id, parse_key(cfg.key.get_secret_value(), cfg.key_id), retired)
+
+
+def data_converter(settings: Settings) -> DataConverter:
+    """Pydantic JSON payloads, encrypted when a key is configured."""
+    codec = payload_codec(settings.encryption)
+    if codec is None:
+        return pydantic_data_converter
+    return dataclasses.replace(pydantic_data_converter, payload_codec=codec)
+
+
 async def connect_temporal(settings: Settings, *, lazy: bool = False) -> Client:
     cfg = settings.temporal
     return await Client.connect(
@@ -33,7 +51,7 @@ async def connect_temporal(settings: Settings, *, lazy: bool = False) -> Client:
         namespace=cfg.namespace,
         api_key=cfg.api_key.get_secret_value() if cfg.api_key else None,
         tls=_temporal_tls(cfg),
-        data_converter=pydantic_data_converter,
+        data_converter=data_converter(settings),
         lazy=lazy,
     )
 

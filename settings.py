@@ -64,6 +64,8 @@ class StreamsSettings(BaseModel):
     batch_size: int = 64
     retry_initial_seconds: float = 0.2
     retry_max_seconds: float = 10.0
+    # A processor that dies without leaving the group holds its partitions this long.
+    session_timeout_seconds: float = 30.0
 
 
 class StackSettings(BaseModel):
@@ -73,6 +75,18 @@ class StackSettings(BaseModel):
     kafka_controller_port: int = 9093
     kafka_version: str = "4.1.1"
     kafka_heap: str = "-Xmx512m -Xms256m"
+
+
+class EncryptionSettings(BaseModel):
+    """Payload encryption (AES-256-GCM). Without a key, payloads are stored in clear: dev only."""
+
+    key: SecretStr | None = None  # base64 of 32 bytes; `accord codec new-key` makes one
+    key_id: str = "accord-1"
+    retired_keys: dict[str, SecretStr] = Field(default_factory=dict)  # key id -> key, decode only
+    codec_server_port: int = 8234
+    # Staff present this bearer token (the Temporal UI forwards it) to see decrypted payloads.
+    codec_server_token: SecretStr | None = None
+    ui_origin: str = "http://localhost:8233"
 
 
 class Settings(BaseSettings):
@@ -89,6 +103,7 @@ class Settings(BaseSettings):
     temporal: TemporalSettings = Field(default_factory=TemporalSettings)
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     streams: StreamsSettings = Field(default_factory=StreamsSettings)
+    encryption: EncryptionSettings = Field(default_factory=EncryptionSettings)
     stack: StackSettings = Field(default_factory=StackSettings)
 
 

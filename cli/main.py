@@ -6,6 +6,9 @@ from pathlib import Path
 
 import click
 
+from cli.codec import codec
+from cli.stack import stack
+
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 def main() -> None:
@@ -45,19 +48,8 @@ def export_schemas(directory: Path) -> None:
         click.echo(path)
 
 
-def _register_subcommands() -> None:
-    # Each group lives with its concern; importing them here keeps `accord --help` complete.
-    import importlib
-
-    for module, name in (("cli.stack", "stack"),):
-        try:
-            group = getattr(importlib.import_module(module), name)
-        except ModuleNotFoundError:
-            continue
-        main.add_command(group)
-
-
-_register_subcommands()
+main.add_command(stack)
+main.add_command(codec)
 
 if __name__ == "__main__":
     main()

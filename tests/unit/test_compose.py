@@ -15,7 +15,7 @@ from workflows import search_attributes
 pytestmark = pytest.mark.unit
 
 ROOT = Path(__file__).resolve().parents[2]
-APP_SERVICES = ("worker", "stream")
+APP_SERVICES = ("worker", "stream", "codec")
 INFRA_SERVICES = ("kafka", "kafka-topics", "postgresql", "temporal", "temporal-ui")
 
 
@@ -111,3 +111,21 @@ def test_search_attributes_match_the_workflow(compose: dict) -> None:
     }
     expected = {key.name: indexed[key.indexed_value_type.name] for key in search_attributes.ALL}
     assert registered == expected
+
+
+def test_payload_encryption_is_shared_and_the_ui_can_decode(
+    compose: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    keys = {
+        service: _app_env(compose, service).get("ACCORD_ENCRYPTION__KEY")
+        for service in APP_SERVICES
+    }
+    assert len(set(keys.values())) == 1 and None not in keys.values(), keys
+    codec = _settings_from(_app_env(compose, "codec"), monkeypatch).encryption
+    ui_env = compose["services"]["temporal-ui"]["environment"]
+    assert ui_env["TEMPORAL_CODEC_ENDPOINT"].endswith(f":{codec.codec_server_port}")
+    assert (
+        f"{codec.codec_server_port}:{codec.codec_server_port}"
+        in compose["services"]["codec"]["ports"]
+    )
+    assert codec.ui_origin in ui_env["TEMPORAL_CORS_ORIGINS"].split(",")

@@ -1,0 +1,45 @@
+"""`accord codec`: payload encryption keys and the codec server for the Temporal UI."""
+
+from __future__ import annotations
+
+import click
+
+from encryption.codec import new_key
+
+
+@click.group()
+def codec() -> None:
+    """Payload encryption: keys and the codec server."""
+
+
+@codec.command("new-key")
+def new_key_command() -> None:
+    """Print a fresh AES-256 key for ACCORD_ENCRYPTION__KEY."""
+    click.echo(new_key())
+
+
+@codec.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
+def serve(host: str) -> None:
+    """Serve /decode and /encode for the Temporal UI ("Codec Server" setting) and CLI."""
+    from aiohttp import web
+
+    from clients import payload_codec
+    from encryption.server import build_codec_app
+    from settings import get_settings
+
+    settings = get_settings()
+    payload = payload_codec(settings.encryption)
+    if payload is None:
+        raise click.ClickException("ACCORD_ENCRYPTION__KEY is not set: nothing to decode")
+    if settings.encryption.codec_server_token is None:
+        click.echo(
+            "warning: no ACCORD_ENCRYPTION__CODEC_SERVER_TOKEN: anyone on the network "
+            "who can reach this port can decrypt payloads",
+            err=True,
+        )
+    web.run_app(
+        build_codec_app(payload, settings.encryption),
+        host=host,
+        port=settings.encryption.codec_server_port,
+    )

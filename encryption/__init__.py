@@ -1,0 +1,1 @@
+"""Payload encryption: personal and financial data in Temporal payloads is AES-GCM encrypted."""
