@@ -1,5 +1,7 @@
 """The case search attributes operations filter on in the Temporal UI. No personal data here."""
 
+from decimal import ROUND_CEILING, Decimal
+
 from temporalio.common import SearchAttributeKey
 
 CASE_STAGE = SearchAttributeKey.for_keyword("CaseStage")
@@ -20,3 +22,8 @@ ALL = (
     NEXT_CHECKPOINT_AT,
     POLICY_VERSION,
 )
+
+
+def outstanding_projection(total_outstanding: Decimal) -> int:
+    """The ``OutstandingAmount`` value: whole currency units, rounded up, exact (no float)."""
+    return int(total_outstanding.to_integral_value(rounding=ROUND_CEILING))

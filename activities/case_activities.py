@@ -1,0 +1,193 @@
+"""The case workflow's activities: every piece of I/O, behind the small interfaces of this
+package. One instance holds the implementations (simulators in tests and the embedded stack,
+real clients in production); its bound methods are registered with the worker.
+
+Errors: ``SystemUnavailable`` stays retryable (the caller's retry policy waits it out);
+``PermanentRejection`` becomes a non-retryable ``ApplicationError`` of the same type name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import TypeVar
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from activities.contact_channels import ContactDirectory, ContactGateway
+from activities.core_banking import CoreBanking, LedgerPosition, RestructureReceipt
+from activities.esign import EnvelopeStatus, ESignature
+from activities.faults import PermanentRejection, SystemUnavailable
+from activities.publisher import CaseEventPublisher
+from decisions.contact_rules import may_contact
+from decisions.policy import ContactRules, Policy, PolicyError, load_policy
+from schemas.assessment import CreditRecord
+from schemas.contact import ContactAttempt, ContactChannel, ContactDecision, ContactHolds
+from schemas.events import LoanOverdue
+from schemas.outbound import CaseEvent
+from schemas.plan import Agreement
+
+T = TypeVar("T")
+Clock = Callable[[], Awaitable[datetime]]
+
+
+async def system_clock() -> datetime:
+    return datetime.now(UTC)
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class LoanRequest(_Request):
+    loan_id: str
+    reported: LoanOverdue | None = None
+
+
+class LedgerRequest(_Request):
+    loan_id: str
+    since: date
+
+
+class RestructureRequest(_Request):
+    agreement: Agreement
+    applied_at: AwareDatetime
+
+
+class ContactRequest(_Request):
+    case_id: str
+    borrower_id: str
+    channel: ContactChannel
+    template: str
+    """A message template name; the text lives with the channel, not in history."""
+    idempotency_key: str
+    contact_log: tuple[ContactAttempt, ...]
+    holds: ContactHolds
+    rules: ContactRules
+
+
+class ContactResult(_Request):
+    decision: ContactDecision
+    """Checked before the attempt; an attempt is only made when allowed."""
+    attempt: ContactAttempt | None = None
+
+
+class SignatureRequest(_Request):
+    agreement: Agreement
+    borrower_id: str
+
+
+class PublishRequest(_Request):
+    event: CaseEvent
+
+
+async def _translated(call: Awaitable[T]) -> T:
+    try:
+        return await call
+    except PermanentRejection as error:
+        raise ApplicationError(str(error), type="PermanentRejection", non_retryable=True) from None
+    except SystemUnavailable as error:
+        raise ApplicationError(str(error), type="SystemUnavailable") from None
+
+
+@dataclass
+class CaseActivities:
+    core_banking: CoreBanking
+    directory: ContactDirectory
+    gateway: ContactGateway
+    esign: ESignature
+    publisher: CaseEventPublisher
+    policy_file: Path | None = None
+    clock: Clock = field(default=system_clock)
+    """Time as the outside world sees it; the contact rules are checked against it."""
+
+    @activity.defn
+    async def load_policy(self) -> Policy:
+        try:
+            return load_policy(self.policy_file)
+        except PolicyError as error:
+            # A broken policy file will not fix itself by retrying; operations must act.
+            raise ApplicationError(str(error), type="PolicyError", non_retryable=True) from None
+
+    @activity.defn
+    async def read_loan(self, request: LoanRequest) -> LoanOverdue:
+        return await _translated(self.core_banking.read_loan(request.loan_id, request.reported))
+
+    @activity.defn
+    async def read_credit_record(self, borrower_id: str) -> CreditRecord:
+        return await _translated(self.core_banking.read_credit_record(borrower_id))
+
+    @activity.defn
+    async def read_ledger(self, request: LedgerRequest) -> LedgerPosition:
+        return await _translated(self.core_banking.read_ledger(request.loan_id, request.since))
+
+    @activity.defn
+    async def apply_restructure(self, request: RestructureRequest) -> RestructureReceipt:
+        return await _translated(
+            self.core_banking.apply_restructure(request.agreement, request.applied_at)
+        )
+
+    @activity.defn
+    async def contact_borrower(self, request: ContactRequest) -> ContactResult:
+        details = await _translated(self.directory.lookup(request.borrower_id))
+        now = await self.clock()
+        decision = may_contact(
+            channel=request.channel,
+            now=now,
+            time_zone=details.time_zone,
+            contact_log=request.contact_log,
+            holds=request.holds,
+            rules=request.rules,
+        )
+        if not decision.allowed:
+            return ContactResult(decision=decision)
+        address = details.email if request.channel is ContactChannel.EMAIL else details.phone
+        if address is None:
+            raise ApplicationError(
+                f"contact_borrower: no {request.channel.value} address on file",
+                type="PermanentRejection",
+                non_retryable=True,
+            )
+        outcome = await _translated(
+            self.gateway.send(request.channel, address, request.template, request.idempotency_key)
+        )
+        # Only the channel, time and outcome go back into the case: never the address.
+        activity.logger.info(
+            "contacted case=%s channel=%s outcome=%s",
+            request.case_id,
+            request.channel.value,
+            outcome.value,
+        )
+        return ContactResult(
+            decision=decision,
+            attempt=ContactAttempt(channel=request.channel, at=now, outcome=outcome),
+        )
+
+    @activity.defn
+    async def send_for_signature(self, request: SignatureRequest) -> str:
+        return await _translated(self.esign.send(request.agreement, request.borrower_id))
+
+    @activity.defn
+    async def signature_status(self, envelope_id: str) -> EnvelopeStatus:
+        return await _translated(self.esign.status(envelope_id))
+
+    @activity.defn
+    async def publish_case_event(self, request: PublishRequest) -> None:
+        await _translated(self.publisher.publish(request.event))
+
+    def all(self) -> list[Callable[..., object]]:
+        return [
+            self.load_policy,
+            self.read_loan,
+            self.read_credit_record,
+            self.read_ledger,
+            self.apply_restructure,
+            self.contact_borrower,
+            self.send_for_signature,
+            self.signature_status,
+            self.publish_case_event,
+        ]

@@ -1,0 +1,79 @@
+"""The decision core, run as local activities by the case workflow.
+
+Why local activities rather than calling ``decisions`` inside the workflow: a case lives for
+months, across many deployments of the decision core. A local activity's result is recorded
+in history, so a case replays exactly the decisions it made (and the borrower saw), even after
+the tier rules or the schedule rounding change; only new decisions use the new code. These
+functions only forward to ``decisions``; no rule lives here.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict
+from temporalio import activity
+
+from decisions.plans import issue_agreement as issue_agreement_for
+from decisions.plans import propose
+from decisions.policy import Policy
+from decisions.tiering import assess
+from schemas.assessment import Assessment, CreditRecord, FinancialProfile
+from schemas.contact import ContactAttempt
+from schemas.events import LoanOverdue
+from schemas.plan import Agreement, PlanOption, PlanProposal
+
+
+class _Input(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class AssessInput(_Input):
+    loan: LoanOverdue
+    profile: FinancialProfile | None
+    credit: CreditRecord
+    contact_log: tuple[ContactAttempt, ...]
+    policy: Policy
+
+
+class ProposeInput(_Input):
+    loan: LoanOverdue
+    assessment: Assessment
+    policy: Policy
+    first_due: date
+
+
+class AgreementInput(_Input):
+    agreement_id: str
+    case_id: str
+    option: PlanOption
+    loan: LoanOverdue
+    policy: Policy
+    issued_at: AwareDatetime
+
+
+@activity.defn
+async def assess_case(request: AssessInput) -> Assessment:
+    return assess(
+        request.loan, request.profile, request.credit, request.contact_log, request.policy
+    )
+
+
+@activity.defn
+async def propose_plans(request: ProposeInput) -> PlanProposal:
+    return propose(request.loan, request.assessment, request.policy, request.first_due)
+
+
+@activity.defn
+async def issue_agreement(request: AgreementInput) -> Agreement:
+    return issue_agreement_for(
+        agreement_id=request.agreement_id,
+        case_id=request.case_id,
+        option=request.option,
+        loan=request.loan,
+        policy=request.policy,
+        issued_at=request.issued_at,
+    )
+
+
+DECISION_ACTIVITIES = [assess_case, propose_plans, issue_agreement]

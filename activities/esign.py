@@ -1,0 +1,66 @@
+"""E-signature: send an agreement for signing and read its status (the provider's callback
+reaches the case as the ``sign`` update; the status read confirms it)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Protocol
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict
+
+from activities.faults import Faults, PermanentRejection
+from schemas.plan import Agreement
+
+
+class EnvelopeState(StrEnum):
+    SENT = "sent"
+    SIGNED = "signed"
+    DECLINED = "declined"
+    VOIDED = "voided"
+
+
+class EnvelopeStatus(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    envelope_id: str
+    state: EnvelopeState
+    signed_at: AwareDatetime | None = None
+
+
+class ESignature(Protocol):
+    async def send(self, agreement: Agreement, borrower_id: str) -> str:
+        """Returns the envelope id; idempotent by ``agreement.agreement_id``."""
+        ...
+
+    async def status(self, envelope_id: str) -> EnvelopeStatus: ...
+
+
+@dataclass
+class ESignatureSimulator:
+    envelopes: dict[str, EnvelopeStatus] = field(default_factory=dict)
+    by_agreement: dict[str, str] = field(default_factory=dict)
+    faults: Faults = field(default_factory=Faults)
+
+    async def send(self, agreement: Agreement, borrower_id: str) -> str:
+        self.faults.before("esign_send")
+        envelope_id = self.by_agreement.get(agreement.agreement_id)
+        if envelope_id is None:
+            envelope_id = f"env-{agreement.agreement_id}"
+            self.by_agreement[agreement.agreement_id] = envelope_id
+            self.envelopes[envelope_id] = EnvelopeStatus(
+                envelope_id=envelope_id, state=EnvelopeState.SENT
+            )
+        return envelope_id
+
+    async def status(self, envelope_id: str) -> EnvelopeStatus:
+        self.faults.before("esign_status")
+        if envelope_id not in self.envelopes:
+            raise PermanentRejection(f"esign_status: unknown envelope {envelope_id}")
+        return self.envelopes[envelope_id]
+
+    # What the borrower does in the provider's page.
+    def borrower_signs(self, envelope_id: str, signed_at: AwareDatetime) -> None:
+        self.envelopes[envelope_id] = EnvelopeStatus(
+            envelope_id=envelope_id, state=EnvelopeState.SIGNED, signed_at=signed_at
+        )

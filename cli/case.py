@@ -1,0 +1,152 @@
+"""`accord case ...`: operations staff act on one case through Temporal updates.
+
+Each command is validated by the workflow itself: a refused action prints the case's reason
+and changes nothing. The lead's cli/main.py mounts it with ``main.add_command(case)``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Coroutine
+from pathlib import Path
+from typing import Any
+
+import click
+from temporalio.client import WorkflowUpdateFailedError
+
+from clients import connect_temporal
+from settings import get_settings
+
+
+def _run(coroutine: Coroutine[Any, Any, Any]) -> Any:
+    return asyncio.run(coroutine)
+
+
+async def _update(case_id: str, name: str, request: dict[str, Any]) -> None:
+    client = await connect_temporal(get_settings())
+    handle = client.get_workflow_handle(case_id)
+    try:
+        accepted = await handle.execute_update(name, request, result_type=dict)
+    except WorkflowUpdateFailedError as error:
+        raise click.ClickException(f"refused: {error.cause}") from None
+    click.echo(f"{name}: {accepted['detail']} (stage {accepted['stage']})")
+
+
+async def _query(case_id: str, name: str) -> Any:
+    client = await connect_temporal(get_settings())
+    return await client.get_workflow_handle(case_id).query(name, result_type=dict)
+
+
+@click.group()
+def case() -> None:
+    """Show and steer one case (ids like case-<loan_id>-<YYYYMMDD>)."""
+
+
+@case.command()
+@click.argument("case_id")
+@click.option("--audit", is_flag=True, help="Stages, decisions with policy versions, notes.")
+def show(case_id: str, audit: bool) -> None:
+    """Print the case view (or its audit trail) as JSON."""
+    result = _run(_query(case_id, "audit" if audit else "view"))
+    click.echo(json.dumps(result, indent=2, default=str))
+
+
+@case.command()
+@click.argument("case_id")
+@click.argument("option_ids", nargs=-1, required=True)
+@click.option("--staff", "staff_id", required=True)
+@click.option("--authority", type=click.Choice(["team_lead", "credit_committee"]), required=True)
+def approve(case_id: str, option_ids: tuple[str, ...], staff_id: str, authority: str) -> None:
+    """Approve options waiting for your authority."""
+    request = {"option_ids": option_ids, "approver_id": staff_id, "authority": authority}
+    _run(_update(case_id, "approve", request))
+
+
+@case.command()
+@click.argument("case_id")
+@click.argument("option_ids", nargs=-1, required=True)
+@click.option("--staff", "staff_id", required=True)
+@click.option("--authority", type=click.Choice(["team_lead", "credit_committee"]), required=True)
+@click.option("--reason", default="APPROVAL_REJECTED", show_default=True)
+def reject(
+    case_id: str, option_ids: tuple[str, ...], staff_id: str, authority: str, reason: str
+) -> None:
+    """Reject options waiting for approval (they are withdrawn from the offer)."""
+    request = {
+        "option_ids": option_ids,
+        "approver_id": staff_id,
+        "authority": authority,
+        "reason": reason,
+    }
+    _run(_update(case_id, "reject", request))
+
+
+@case.command()
+@click.argument("case_id")
+@click.option("--staff", "staff_id", required=True)
+@click.option("--breathing-space", is_flag=True, help="Statutory moratorium (policy length).")
+@click.option("--until", type=click.DateTime(), help="Operator pause end (UTC).")
+def pause(case_id: str, staff_id: str, breathing_space: bool, until: Any) -> None:
+    """Pause contact and timers."""
+    request: dict[str, Any] = {"staff_id": staff_id, "breathing_space": breathing_space}
+    if until is not None:
+        request["until"] = until.isoformat() + "+00:00"
+    _run(_update(case_id, "pause", request))
+
+
+@case.command()
+@click.argument("case_id")
+@click.option("--staff", "staff_id", required=True)
+@click.option("--note")
+def resume(case_id: str, staff_id: str, note: str | None) -> None:
+    """Lift an operator pause."""
+    _run(_update(case_id, "resume", {"staff_id": staff_id, "note": note}))
+
+
+@case.command()
+@click.argument("case_id")
+@click.option("--raised-by", required=True, help="Staff id recording the dispute.")
+@click.option("--reason", default="DEBT_DISPUTED", show_default=True)
+def dispute(case_id: str, raised_by: str, reason: str) -> None:
+    """Record a dispute: the case pauses for human review."""
+    _run(_update(case_id, "dispute", {"raised_by": raised_by, "reason": reason}))
+
+
+@case.command("resolve-dispute")
+@click.argument("case_id")
+@click.option("--staff", "staff_id", required=True)
+@click.option("--upheld/--rejected", required=True)
+@click.option("--note", required=True)
+def resolve_dispute(case_id: str, staff_id: str, upheld: bool, note: str) -> None:
+    """Close the review: upheld closes the case, rejected resumes it."""
+    request = {"staff_id": staff_id, "upheld": upheld, "note": note}
+    _run(_update(case_id, "resolve_dispute", request))
+
+
+@case.command()
+@click.argument("case_id")
+@click.option("--author", "author_id", required=True)
+@click.argument("text")
+def note(case_id: str, author_id: str, text: str) -> None:
+    """Add a note to the case."""
+    _run(_update(case_id, "note", {"author_id": author_id, "text": text}))
+
+
+@case.command("submit-financials")
+@click.argument("case_id")
+@click.argument("profile_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--situation-changed", is_flag=True, help="Mid-plan: re-assess against it.")
+def submit_financials(case_id: str, profile_file: Path, situation_changed: bool) -> None:
+    """Submit the borrower's financial profile (JSON, money as strings) taken by an agent."""
+    profile = json.loads(profile_file.read_text())
+    name = "situation_changed" if situation_changed else "submit_financials"
+    _run(_update(case_id, name, {"profile": profile}))
+
+
+@case.command()
+@click.argument("case_id")
+@click.argument("option_id")
+def choose(case_id: str, option_id: str) -> None:
+    """Record the borrower's chosen option (taken by an agent)."""
+    _run(_update(case_id, "choose_option", {"option_id": option_id}))

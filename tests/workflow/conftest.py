@@ -1,0 +1,376 @@
+"""Harness for the case workflow on the time-skipping test server: simulators wired into
+``CaseActivities``, a worker per test, and helpers to drive a case like streams/ and people do.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import uuid
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+from temporalio.api.enums.v1 import IndexedValueType
+from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
+from temporalio.client import WorkflowHandle
+from temporalio.common import SearchAttributeIndexedValueType, WorkflowIDReusePolicy
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
+
+from activities.case_activities import CaseActivities
+from activities.contact_channels import ContactDirectorySimulator, ContactGatewaySimulator
+from activities.core_banking import CoreBankingSimulator
+from activities.decide import DECISION_ACTIVITIES
+from activities.esign import ESignatureSimulator
+from activities.publisher import InMemoryCaseEventPublisher
+from decisions.contact_rules import may_contact
+from decisions.policy import load_policy
+from schemas.assessment import CreditRecord, FinancialProfile
+from schemas.case import CaseStage, CaseView
+from schemas.events import LoanOverdue, LoanPayment, LoanStatus, case_id
+from tests import factories
+from workflows import search_attributes as sa
+from workflows.case import CaseWorkflow
+from workflows.messages import CaseAudit, CaseStart
+
+HISTORIES = Path(__file__).parent / "histories"
+REGENERATE = os.environ.get("ACCORD_REGENERATE_HISTORIES") == "1"
+"""``ACCORD_REGENERATE_HISTORIES=1 pytest -m workflow`` rewrites the saved histories."""
+
+_INDEXED = {
+    SearchAttributeIndexedValueType.KEYWORD: IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD,
+    SearchAttributeIndexedValueType.INT: IndexedValueType.INDEXED_VALUE_TYPE_INT,
+    SearchAttributeIndexedValueType.DATETIME: IndexedValueType.INDEXED_VALUE_TYPE_DATETIME,
+}
+
+
+@pytest.fixture(scope="session")
+async def case_env(workflow_env: WorkflowEnvironment) -> WorkflowEnvironment:
+    """The shared time-skipping server with the case search attributes registered."""
+    await workflow_env.client.operator_service.add_search_attributes(
+        AddSearchAttributesRequest(
+            namespace=workflow_env.client.namespace,
+            search_attributes={key.name: _INDEXED[key.indexed_value_type] for key in sa.ALL},
+        )
+    )
+    return workflow_env
+
+
+def overdue_event(**overrides: Any) -> LoanOverdue:
+    """A fresh loan, 45 days past due as of now (the time-skipping clock starts at real now)."""
+    now = datetime.now(UTC)
+    return factories.loan(
+        **{
+            "event_id": f"ovd-{uuid.uuid4().hex[:10]}",
+            "occurred_at": now,
+            "loan_id": f"L-{uuid.uuid4().hex[:8]}",
+            "borrower_id": f"B-{uuid.uuid4().hex[:8]}",
+            "delinquent_since": now.date() - timedelta(days=45),
+            **overrides,
+        }
+    )
+
+
+def profile(**overrides: Any) -> FinancialProfile:
+    """A borrower in temporary hardship, expected to recover in six months."""
+    return factories.profile(**{"temporary": True, "expected_recovery_months": 6, **overrides})
+
+
+@dataclass
+class Case:
+    """One case under test: its simulators, its handle, and ways to act on it."""
+
+    env: WorkflowEnvironment
+    loan: LoanOverdue
+    core_banking: CoreBankingSimulator
+    gateway: ContactGatewaySimulator
+    directory: ContactDirectorySimulator
+    esign: ESignatureSimulator
+    publisher: InMemoryCaseEventPublisher
+    task_queue: str
+    handle: WorkflowHandle[Any, Any] | None = None
+    stages_seen: list[CaseStage] = field(default_factory=list)
+
+    @property
+    def case_id(self) -> str:
+        return case_id(self.loan.loan_id, self.loan.delinquent_since)
+
+    async def start(self, continue_as_new_after_events: int = 5_000, align: bool = True) -> None:
+        if align:
+            # The server's clock is shared by the session: start every case at 10:00 in
+            # Shanghai (02:00 UTC) so quiet hours fall the same way in every run.
+            now = await self.now()
+            morning = now.replace(hour=2, minute=0, second=0, microsecond=0)
+            if morning <= now:
+                morning += timedelta(days=1)
+            await self.skip(morning - now)
+        # As streams/ does: signal-with-start, one case per episode.
+        self.handle = await self.env.client.start_workflow(
+            CaseWorkflow.run,
+            CaseStart(
+                loan_id=self.loan.loan_id,
+                delinquent_since=self.loan.delinquent_since,
+                continue_as_new_after_events=continue_as_new_after_events,
+            ),
+            id=self.case_id,
+            task_queue=self.task_queue,
+            start_signal="overdue",
+            start_signal_args=[self.loan],
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+        )
+
+    @property
+    def h(self) -> WorkflowHandle[Any, Any]:
+        """The latest run (after continue-as-new too), for queries, updates and signals."""
+        return self.env.client.get_workflow_handle(self.case_id)
+
+    async def view(self) -> CaseView:
+        return await self.h.query(CaseWorkflow.view)
+
+    async def audit(self) -> CaseAudit:
+        return await self.h.query(CaseWorkflow.audit)
+
+    async def until(self, predicate: Callable[[CaseView], bool], what: str) -> CaseView:
+        """Poll the view (real time, no skipping) until ``predicate`` holds."""
+        for _ in range(400):
+            try:
+                view = await self.view()
+            except Exception:  # the first task may not have run yet
+                view = None
+            if view is not None and predicate(view):
+                return view
+            await asyncio.sleep(0.05)
+        raise AssertionError(f"case never reached: {what}; last view: {view}")
+
+    async def until_offer(self) -> CaseView:
+        # The offer is open once the borrower was contacted about it.
+        return await self.until(
+            lambda v: (
+                v.stage is CaseStage.PROPOSE
+                and self.kinds().count("proposed") > 0
+                and self.kinds()[-1] == "contacted"
+            ),
+            "an open offer",
+        )
+
+    async def skip(self, duration: timedelta) -> None:
+        await self.env.sleep(duration)
+
+    async def now(self) -> datetime:
+        return await self.env.get_current_time()
+
+    async def signal(self, name: str, event: Any) -> None:
+        await self.h.signal(name, event)
+
+    async def pay(self, amount: str, event_suffix: str) -> None:
+        """The borrower pays through a bank channel: the ledger moves, Kafka tells the case."""
+        paid_at = await self.now()
+        self.core_banking.record_payment(self.loan.loan_id, Decimal(amount), paid_at)
+        await self.signal(
+            "payment",
+            LoanPayment(
+                event_id=f"pay-{self.loan.loan_id}-{event_suffix}",
+                occurred_at=paid_at,
+                schema_version=1,
+                loan_id=self.loan.loan_id,
+                currency=self.loan.currency,
+                amount=Decimal(amount),
+                paid_at=paid_at,
+                channel="bank_transfer",
+            ),
+        )
+
+    async def status(self, status: str) -> None:
+        await self.signal(
+            "loan_status",
+            LoanStatus(
+                event_id=f"st-{self.loan.loan_id}-{status}",
+                occurred_at=await self.now(),
+                schema_version=1,
+                loan_id=self.loan.loan_id,
+                status=status,
+            ),
+        )
+
+    async def sign_when_asked(self) -> None:
+        view = await self.until(
+            lambda v: (
+                v.stage is CaseStage.SIGN
+                and v.agreement is not None
+                and self.esign.by_agreement.get(v.agreement.agreement_id) is not None
+            ),
+            "an agreement out for signature",
+        )
+        assert view.agreement is not None
+        envelope_id = self.esign.by_agreement[view.agreement.agreement_id]
+        self.esign.borrower_signs(envelope_id, await self.now())
+        await self.h.execute_update("sign", {"envelope_id": envelope_id})
+        # Let core banking retries (seconds to minutes apart) happen in skipped time.
+        await self.skip(timedelta(minutes=2))
+        await self.until(lambda v: v.stage is CaseStage.TRACK, "tracking")
+
+    async def pay_every_instalment(self, amounts: dict[int, Decimal] | None = None) -> None:
+        """Pay each instalment on its due date (``amounts`` overrides some), skipping time."""
+        amounts = amounts or {}
+        view = await self.view()
+        for tracked in view.schedule:
+            number = tracked.instalment.number
+            due = datetime.combine(tracked.instalment.due_date, datetime.min.time(), UTC)
+            now = await self.now()
+            if due > now:
+                await self.skip(due - now + timedelta(hours=10))
+            amount = amounts.get(number, tracked.instalment.amount)
+            if amount > 0:
+                await self.pay(str(amount), f"i{number}")
+
+    def events(self) -> list[Any]:
+        return self.publisher.for_case(self.case_id)
+
+    def kinds(self) -> list[str]:
+        return [event.kind for event in self.events()]
+
+    async def result(self) -> CaseView:
+        # The handle from the start unlocks time skipping while waiting and follows new runs.
+        assert self.handle is not None
+        return await self.handle.result()
+
+    async def histories(self) -> list[Any]:
+        """Every run's history, first to last."""
+        assert self.handle is not None
+        # Signal-with-start returns the first run's id as the result run id.
+        run_id = self.handle.result_run_id
+        histories = []
+        assert run_id, "no run id to fetch history from"
+        while run_id:
+            history = await self.env.client.get_workflow_handle(
+                self.case_id, run_id=run_id
+            ).fetch_history()
+            histories.append(history)
+            last = history.events[-1]
+            run_id = (
+                last.workflow_execution_continued_as_new_event_attributes.new_execution_run_id
+                if last.HasField("workflow_execution_continued_as_new_event_attributes")
+                else None
+            )
+        return histories
+
+    async def to_tracking(self, borrower: FinancialProfile, option_id: str | None = None) -> None:
+        """Information, assessment, an option (the best ranked unless named), signature."""
+        await self.until(lambda v: v.contact_log, "first contact")
+        await self.h.execute_update("submit_financials", {"profile": borrower})
+        view = await self.until_offer()
+        assert view.proposal is not None
+        chosen = option_id or view.proposal.offered[0].option_id
+        await self.h.execute_update("choose_option", {"option_id": chosen})
+        await self.sign_when_asked()
+
+    async def skip_past_checkpoint(self, number: int) -> None:
+        """Skip to just after instalment ``number``'s checkpoint (due date + grace)."""
+        view = await self.view()
+        due = view.schedule[number - 1].instalment.due_date
+        at = datetime.combine(due, datetime.min.time(), UTC) + timedelta(days=7)
+        now = await self.now()
+        if at > now:
+            await self.skip(at - now)
+
+    async def finish(self, name: str) -> CaseView:
+        """The final view, after the cross-cutting checks; saves the history for replay."""
+        view = await self.result()
+        await self.check_invariants(view)
+        for run, history in enumerate(await self.histories(), start=1):
+            path = HISTORIES / (f"{name}.json" if run == 1 else f"{name}.run{run}.json")
+            if REGENERATE or not path.exists():
+                HISTORIES.mkdir(exist_ok=True)
+                path.write_text(history.to_json() + "\n")
+        return view
+
+    async def check_invariants(self, view: CaseView) -> None:
+        # No contact attempt broke the contact rules, judged by the decision core itself.
+        policy = load_policy()
+        details = await self.directory.lookup(self.loan.borrower_id)
+        for index, attempt in enumerate(view.contact_log):
+            decision = may_contact(
+                channel=attempt.channel,
+                now=attempt.at,
+                time_zone=details.time_zone,
+                contact_log=view.contact_log[:index],
+                holds=type(view.holds)(),
+                rules=policy.contact,
+            )
+            assert decision.allowed, f"contact {index} {attempt} broke {decision.reason}"
+        # No restructure changed the books twice.
+        assert all(count == 1 for count in self.core_banking.applied_count.values())
+        # Money never became float on the way out.
+        for event in self.events():
+            assert "e+" not in event.model_dump_json().lower()
+            _assert_no_float(event.model_dump())
+        # Every published event is valid and ids are unique per case.
+        ids = [event.event_id for event in self.publisher.events if event.case_id == self.case_id]
+        assert len(set(ids)) == len(self.events())
+
+
+def _assert_no_float(value: Any) -> None:
+    if isinstance(value, float):
+        raise AssertionError(f"float in a case event: {value}")
+    if isinstance(value, dict):
+        for item in value.values():
+            _assert_no_float(item)
+    if isinstance(value, list | tuple):
+        for item in value:
+            _assert_no_float(item)
+
+
+@pytest.fixture
+async def new_case(case_env: WorkflowEnvironment) -> AsyncIterator[Callable[..., Any]]:
+    """Builds a case with fresh simulators and runs a worker for it for the test's duration."""
+    workers: list[Worker] = []
+    cases: list[Case] = []
+
+    async def build(loan: LoanOverdue | None = None, credit: CreditRecord | None = None) -> Case:
+        loan = loan or overdue_event()
+        core_banking = CoreBankingSimulator()
+        core_banking.add_loan(loan, credit)
+        case = Case(
+            env=case_env,
+            loan=loan,
+            core_banking=core_banking,
+            gateway=ContactGatewaySimulator(),
+            directory=ContactDirectorySimulator(),
+            esign=ESignatureSimulator(),
+            publisher=InMemoryCaseEventPublisher(),
+            task_queue=f"cases-{uuid.uuid4().hex[:8]}",
+        )
+        activities = CaseActivities(
+            core_banking=case.core_banking,
+            directory=case.directory,
+            gateway=case.gateway,
+            esign=case.esign,
+            publisher=case.publisher,
+            clock=case_env.get_current_time,
+        )
+        worker = Worker(
+            case_env.client,
+            task_queue=case.task_queue,
+            workflows=[CaseWorkflow],
+            activities=[*activities.all(), *DECISION_ACTIVITIES],
+        )
+        await worker.__aenter__()
+        workers.append(worker)
+        cases.append(case)
+        return case
+
+    yield build
+    # A case left running (a failed test) would hold the shared server's clock still: every
+    # pending workflow task without a worker stops time skipping for all later tests.
+    for case in cases:
+        if case.handle is not None:
+            with contextlib.suppress(Exception):
+                await case.h.terminate("test over")
+    for worker in workers:
+        await worker.__aexit__(None, None, None)

@@ -1,0 +1,69 @@
+"""A cooperative borrower: information, assessment, a 12-month plan, signature, every
+instalment paid, cured."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+
+from schemas.case import CaseOutcome, CaseStage, InstalmentStatus
+from tests.workflow.conftest import overdue_event, profile
+from workflows import search_attributes as sa
+
+pytestmark = pytest.mark.workflow
+
+
+async def test_cooperative_borrower_completes_a_12_month_plan(new_case) -> None:
+    case = await new_case(overdue_event(remaining_term_months=6))
+    await case.start()
+    await case.until(lambda v: v.contact_log, "first contact")
+
+    await case.h.execute_update(
+        "submit_financials", {"profile": profile(monthly_income=Decimal("14000.00"))}
+    )
+    await case.until_offer()
+    view = await case.view()
+    assert view.proposal is not None
+    twelve = next(o for o in view.proposal.offered if o.terms.term_months == 12)
+    await case.h.execute_update("choose_option", {"option_id": twelve.option_id})
+    await case.sign_when_asked()
+
+    # Operations filter on these in the Temporal UI.
+    view = await case.until(lambda v: v.next_checkpoint is not None, "a checkpoint")
+    attributes = (await case.h.describe()).typed_search_attributes
+    assert attributes.get(sa.CASE_STAGE) == "track"
+    assert attributes.get(sa.RISK_TIER) == "moderate"
+    assert attributes.get(sa.POLICY_VERSION) == "accord-default-2026.1"
+    assert attributes.get(sa.DAYS_PAST_DUE) == 45
+    assert attributes.get(sa.OUTSTANDING_AMOUNT) == 30800
+    assert attributes.get(sa.PRODUCT_TYPE) == "personal_loan"
+    assert attributes.get(sa.NEXT_CHECKPOINT_AT) == view.next_checkpoint.at
+
+    await case.pay_every_instalment()
+    view = await case.finish("cooperative_12_month_plan")
+
+    assert view.outcome is CaseOutcome.CURED
+    assert view.outcome_reasons == ("PLAN_COMPLETED",)
+    assert len(view.schedule) == 12
+    assert all(t.status is InstalmentStatus.PAID for t in view.schedule)
+    audit = await case.audit()
+    stages = [s.stage for s in audit.stages]
+    assert stages[:5] == [
+        CaseStage.COLLECT_INFO,
+        CaseStage.ASSESS,
+        CaseStage.PROPOSE,
+        CaseStage.SIGN,
+        CaseStage.TRACK,
+    ]
+    # Every 90 days a periodic re-assessment, then back to tracking the same plan.
+    assert stages[5:-1] == [CaseStage.ASSESS, CaseStage.TRACK] * 4
+    assert stages[-1] is CaseStage.CLOSED
+    assert [e.trigger for e in case.events() if e.kind == "reassessed"] == ["periodic"] * 4
+    kinds = case.kinds()
+    assert kinds[:5] == ["opened", "contacted", "info_received", "assessed", "proposed"]
+    assert "signed" in kinds
+    assert kinds.count("instalment_paid") == 12
+    assert kinds[-1] == "closed"
+    assert "instalment_missed" not in kinds
+    assert all(d.policy_version == "accord-default-2026.1" for d in audit.decisions)

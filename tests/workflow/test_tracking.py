@@ -1,0 +1,143 @@
+"""Paths through the tracking stage: misses, broken plans, re-assessment, cure, and a plan long
+enough to continue-as-new."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+
+from schemas.case import CaseOutcome, CaseStage, InstalmentStatus
+from tests.workflow.conftest import overdue_event, profile
+
+pytestmark = pytest.mark.workflow
+
+
+def stages(audit) -> list[CaseStage]:
+    return [change.stage for change in audit.stages]
+
+
+def enough_income():
+    return profile(monthly_income=Decimal("14000.00"))
+
+
+async def test_one_missed_instalment_recovered(new_case) -> None:
+    case = await new_case(overdue_event(remaining_term_months=6))
+    await case.start()
+    await case.to_tracking(enough_income(), "term_extension_6m")
+    view = await case.view()
+    third, fourth = (view.schedule[i].instalment.amount for i in (2, 3))
+    await case.pay_every_instalment({3: Decimal(0), 4: third + fourth})
+    view = await case.finish("missed_instalment_recovered")
+
+    assert view.outcome is CaseOutcome.CURED
+    assert all(t.status is InstalmentStatus.PAID for t in view.schedule)
+    missed = [e for e in case.events() if e.kind == "instalment_missed"]
+    assert [(e.number, e.consecutive_missed) for e in missed] == [(3, 1)]
+    paid = [e.number for e in case.events() if e.kind == "instalment_paid"]
+    assert sorted(paid) == list(range(1, 13)) and paid.index(3) < paid.index(4)
+    # The missed instalment drew a reminder.
+    kinds = case.kinds()
+    assert kinds[kinds.index("instalment_missed") + 1] == "contacted"
+
+
+async def test_broken_plan_reassessed_into_a_new_plan(new_case) -> None:
+    case = await new_case(overdue_event(remaining_term_months=6))
+    await case.start()
+    await case.to_tracking(enough_income(), "term_extension_6m")
+    view = await case.view()
+    await case.pay(str(view.schedule[0].instalment.amount), "i1")
+    await case.skip_past_checkpoint(3)  # instalments 2 and 3 unpaid: the default clause
+    await case.until(lambda v: v.stage is CaseStage.COLLECT_INFO, "re-collection")
+
+    poorer = profile(monthly_income=Decimal("12000.00"), essential_expenses=Decimal("6000.00"))
+    await case.h.execute_update("submit_financials", {"profile": poorer})
+    view = await case.until_offer()
+    await case.h.execute_update("choose_option", {"option_id": view.proposal.offered[0].option_id})
+    await case.sign_when_asked()
+    await case.pay_every_instalment()
+    view = await case.finish("broken_plan_new_plan")
+
+    assert view.outcome is CaseOutcome.CURED
+    assert view.agreement is not None and view.agreement.agreement_id.endswith("-a2")
+    audit = await case.audit()
+    after_break = stages(audit)[stages(audit).index(CaseStage.COLLECT_INFO, 1) :]
+    assert after_break[:5] == [
+        CaseStage.COLLECT_INFO,
+        CaseStage.ASSESS,
+        CaseStage.PROPOSE,
+        CaseStage.SIGN,
+        CaseStage.TRACK,
+    ]
+    reassessed = [e for e in case.events() if e.kind == "reassessed"]
+    assert "broken_plan" in [e.trigger for e in reassessed]
+    assert [e.number for e in case.events() if e.kind == "instalment_missed"][:2] == [2, 3]
+    assert case.kinds().count("signed") == 2
+    assert len(case.core_banking.applied_count) == 2
+
+
+async def test_situation_changed_mid_plan_goes_back_to_assess(new_case) -> None:
+    case = await new_case()
+    await case.start()
+    await case.to_tracking(profile(), "term_extension_12m")
+    view = await case.view()
+    await case.pay(str(view.schedule[0].instalment.amount), "i1")
+    await case.skip_past_checkpoint(1)
+
+    worse = profile(monthly_income=Decimal("8800.00"), essential_expenses=Decimal("5000.00"))
+    await case.h.execute_update("situation_changed", {"profile": worse})
+    view = await case.until_offer()
+    assert view.proposal is not None
+    await case.h.execute_update("choose_option", {"option_id": view.proposal.offered[0].option_id})
+    await case.sign_when_asked()
+    await case.status("cured")
+    view = await case.finish("situation_changed")
+
+    assert view.outcome is CaseOutcome.CURED
+    reassessed = [e for e in case.events() if e.kind == "reassessed"]
+    assert [e.trigger for e in reassessed] == ["borrower_request"]
+    assert stages(await case.audit())[4:8] == [
+        CaseStage.TRACK,
+        CaseStage.ASSESS,
+        CaseStage.PROPOSE,
+        CaseStage.SIGN,
+    ]
+
+
+async def test_cure_event_mid_plan_closes_the_case(new_case) -> None:
+    case = await new_case()
+    await case.start()
+    await case.to_tracking(profile())
+    view = await case.view()
+    await case.pay(str(view.schedule[0].instalment.amount), "i1")
+    await case.skip_past_checkpoint(1)
+    await case.status("cured")
+    await case.status("cured")  # redelivered by Kafka: applied once
+    view = await case.finish("cured_mid_plan")
+
+    assert view.outcome is CaseOutcome.CURED
+    assert view.outcome_reasons == ("LOAN_CURED",)
+    assert case.kinds()[-2:] == ["instalment_paid", "closed"]
+    applied = await case.h.query("applied_event_ids")
+    assert applied.count(f"st-{case.loan.loan_id}-cured") == 1
+
+
+async def test_36_month_plan_continues_as_new_with_small_histories(new_case) -> None:
+    case = await new_case()
+    await case.start(continue_as_new_after_events=500)
+    await case.to_tracking(profile(), "term_extension_12m")
+    view = await case.view()
+    assert len(view.schedule) == 36
+    await case.pay_every_instalment()
+    view = await case.finish("plan_36_months")
+
+    assert view.outcome is CaseOutcome.CURED
+    assert all(t.status is InstalmentStatus.PAID for t in view.schedule)
+    histories = await case.histories()
+    assert len(histories) >= 2
+    total_events = sum(len(h.events) for h in histories)
+    assert total_events < 10_000
+    assert all(len(h.events) < 1_000 for h in histories)
+    audit = await case.audit()
+    assert audit.run_count == len(histories)
+    assert case.kinds().count("instalment_paid") == 36
