@@ -12,7 +12,7 @@ from decisions.policy import load_policy
 from decisions.tiering import assess
 from schemas.assessment import CreditRecord, HardshipKind, Tier
 from schemas.plan import ApprovalAuthority, PlanType
-from tests.unit import factories
+from tests import factories
 
 pytestmark = pytest.mark.unit
 

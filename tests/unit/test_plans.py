@@ -15,7 +15,7 @@ from decisions.schedules import add_months, build_schedule
 from decisions.tiering import assess
 from schemas.assessment import CreditRecord, Tier
 from schemas.plan import ApprovalAuthority, PlanProposal, PlanTerms, PlanType
-from tests.unit import factories
+from tests import factories
 
 pytestmark = pytest.mark.unit
 

@@ -28,7 +28,7 @@ from schemas.outbound import (
     parse_case_event,
 )
 from schemas.plan import Instalment, RepaymentSchedule
-from tests.unit import factories
+from tests import factories
 
 pytestmark = pytest.mark.unit
 
