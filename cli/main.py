@@ -6,7 +6,9 @@ from pathlib import Path
 
 import click
 
+from cli.case import case
 from cli.codec import codec
+from cli.dlq import dlq
 from cli.stack import stack
 
 
@@ -48,8 +50,8 @@ def export_schemas(directory: Path) -> None:
         click.echo(path)
 
 
-main.add_command(stack)
-main.add_command(codec)
+for group in (stack, case, dlq, codec):
+    main.add_command(group)
 
 if __name__ == "__main__":
     main()

@@ -1,0 +1,390 @@
+"""Helpers of the streams integration tests: per-test topics, events, the faust worker as a real
+process, the case worker in-process, and waiting on conditions with deadlines (never sleeps)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Self
+
+import aiohttp
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+from temporalio.client import Client
+from temporalio.service import RPCError, RPCStatusCode
+from temporalio.worker import Worker
+
+from clients import kafka_client_options
+from schemas.events import Event, LoanOverdue, LoanPayment, ProductType
+from settings import Settings
+from stack.environment import child_env
+from stack.kafka import ensure_topics, topic_partitions
+from stack.ports import pick_free_ports, split_host_port
+from streams.app import HEALTH_PATH, METRICS_PATH
+from workflows.case import CaseWorkflow
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DELINQUENT_SINCE = date(2026, 10, 1)
+QUERY_CONCURRENCY = 64
+
+
+# --- settings and topics ----------------------------------------------------------------------
+
+
+def streams_test_settings(base: Settings, tag: str, **streams: Any) -> Settings:
+    """``base`` with this test's own topics, consumer group and task queue, so tests never see
+    each other's events; short session timeout so a killed processor's partitions move fast."""
+    topics = base.kafka.topics
+    own_topics = topics.model_copy(
+        update={
+            name: f"{getattr(topics, name)}.{tag}"
+            for name in ("overdue", "payment", "status", "hardship", "case_events")
+        }
+    )
+    kafka = base.kafka.model_copy(
+        update={"topics": own_topics, "consumer_group": f"accord-streams-{tag}"}
+    )
+    temporal = base.temporal.model_copy(update={"task_queue": f"accord-cases-{tag}"})
+    stream_settings = base.streams.model_copy(
+        update={"session_timeout_seconds": 6.0, "retry_max_seconds": 1.0, **streams}
+    )
+    return base.model_copy(
+        update={"kafka": kafka, "temporal": temporal, "streams": stream_settings}
+    )
+
+
+def with_fresh_web_port(settings: Settings) -> Settings:
+    (port,) = pick_free_ports(1, web_host(settings))
+    return settings.model_copy(
+        update={"streams": settings.streams.model_copy(update={"web_port": port})}
+    )
+
+
+def web_host(settings: Settings) -> str:
+    # The faust web server listens on every interface; reach it where Temporal is reached.
+    return split_host_port(settings.temporal.address)[0]
+
+
+async def create_topics(settings: Settings) -> None:
+    admin = AIOKafkaAdminClient(**kafka_client_options(settings.kafka))
+    await admin.start()
+    try:
+        await ensure_topics(admin, topic_partitions(settings))
+    finally:
+        await admin.close()
+
+
+async def uncommitted(settings: Settings, topics: Iterable[str]) -> int:
+    """Messages of ``topics`` past the consumer group's committed offsets."""
+    admin = AIOKafkaAdminClient(**kafka_client_options(settings.kafka))
+    consumer = AIOKafkaConsumer(**kafka_client_options(settings.kafka))
+    await admin.start()
+    await consumer.start()
+    try:
+        committed = await admin.list_consumer_group_offsets(settings.kafka.consumer_group)
+        partitions = [
+            TopicPartition(topic, p)
+            for topic in topics
+            for p in range(settings.kafka.topics.partitions)
+        ]
+        end = await consumer.end_offsets(partitions)
+        return sum(end[tp] - (committed[tp].offset if tp in committed else 0) for tp in partitions)
+    finally:
+        await consumer.stop()
+        await admin.close()
+
+
+def new_tag() -> str:
+    return uuid.uuid4().hex[:8]
+
+
+# --- events -----------------------------------------------------------------------------------
+
+
+def overdue_event(loan_id: str, event_id: str, *, days_past_due: int = 30) -> LoanOverdue:
+    return LoanOverdue(
+        event_id=event_id,
+        occurred_at=datetime(2026, 11, 1, 9, 0, tzinfo=UTC),
+        schema_version=1,
+        loan_id=loan_id,
+        borrower_id=f"b-{loan_id}",
+        product=ProductType.PERSONAL_LOAN,
+        currency="CNY",
+        principal_outstanding=Decimal("10000.00"),
+        interest_outstanding=Decimal("120.50"),
+        penalty_interest_outstanding=Decimal("10.00"),
+        fees_outstanding=Decimal("0.00"),
+        overdue_amount=Decimal("900.00"),
+        days_past_due=days_past_due,
+        delinquent_since=DELINQUENT_SINCE,
+        contractual_instalment=Decimal("900.00"),
+        remaining_term_months=12,
+        annual_interest_rate=Decimal("0.0435"),
+    )
+
+
+def payment_event(loan_id: str, event_id: str) -> LoanPayment:
+    paid_at = datetime(2026, 11, 2, 10, 0, tzinfo=UTC)
+    return LoanPayment(
+        event_id=event_id,
+        occurred_at=paid_at,
+        schema_version=1,
+        loan_id=loan_id,
+        currency="CNY",
+        amount=Decimal("300.00"),
+        paid_at=paid_at,
+        channel="bank_transfer",
+    )
+
+
+def case_of(loan_id: str) -> str:
+    return overdue_event(loan_id, "x").case_id
+
+
+class EventProducer:
+    """An idempotent producer, like core banking's: keyed by loan id."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._producer = AIOKafkaProducer(
+            **kafka_client_options(settings.kafka), enable_idempotence=True, linger_ms=5
+        )
+
+    async def __aenter__(self) -> EventProducer:
+        await self._producer.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._producer.stop()
+
+    async def send(self, topic: str, key: str | None, value: bytes) -> None:
+        await self._producer.send(topic, value, key=key.encode() if key is not None else None)
+
+    async def send_events(self, topic: str, events: Iterable[Event]) -> None:
+        for event in events:
+            await self.send(topic, event.loan_id, event.model_dump_json().encode())
+        await self._producer.flush()
+
+    async def flush(self) -> None:
+        await self._producer.flush()
+
+
+# --- waiting ----------------------------------------------------------------------------------
+
+
+async def wait_until(
+    condition: Callable[[], Awaitable[bool]], *, within: float, what: str, poll: float = 0.2
+) -> None:
+    deadline = time.monotonic() + within
+    while not await condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {within:.0f}s waiting for {what}")
+        await asyncio.sleep(poll)
+
+
+# --- the stream processor, a real process ----------------------------------------------------
+
+
+class AccordProcess:
+    """An ``accord`` subcommand as a child process with the given settings."""
+
+    def __init__(self, settings: Settings, log_dir: Path, name: str, command: str) -> None:
+        self.settings = settings
+        self.command = command
+        self.log_path = log_dir / f"{name}.log"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> Self:
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "cli.main", self.command],
+                env=child_env(self.settings),
+                cwd=REPO_ROOT,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        return self
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown, no final commit."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.kill()
+
+    def log_tail(self, lines: int = 40) -> str:
+        with contextlib.suppress(OSError):
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        return ""
+
+
+class StreamProcess(AccordProcess):
+    """``accord stream``, and what its web server tells."""
+
+    def __init__(self, settings: Settings, log_dir: Path, name: str = "stream") -> None:
+        super().__init__(settings, log_dir, name, "stream")
+
+    def _url(self, path: str) -> str:
+        return f"http://{web_host(self.settings)}:{self.settings.streams.web_port}{path}"
+
+    async def _get(self, path: str) -> aiohttp.ClientResponse | None:
+        if self.process is None or self.process.poll() is not None:
+            raise AssertionError(f"stream processor exited:\n{self.log_tail()}")
+        try:
+            async with aiohttp.ClientSession() as session, session.get(self._url(path)) as reply:
+                await reply.read()
+                return reply
+        except aiohttp.ClientError:
+            return None
+
+    async def health(self) -> dict[str, Any] | None:
+        reply = await self._get(HEALTH_PATH)
+        if reply is None or reply.status != 200:
+            return None
+        return await reply.json()
+
+    async def assigned_partitions(self) -> list[str]:
+        health = await self.health()
+        return [] if health is None or health["rebalancing"] else health["assigned_partitions"]
+
+    async def metrics(self) -> dict[str, float]:
+        """Prometheus samples, summed over the ``reason`` label."""
+        reply = await self._get(METRICS_PATH)
+        if reply is None or reply.status != 200:
+            return {}
+        samples: dict[str, float] = {}
+        for line in (await reply.text()).splitlines():
+            if line and not line.startswith("#"):
+                name, value = line.rsplit(" ", 1)
+                name = _drop_label(name, "reason")
+                samples[name] = samples.get(name, 0.0) + float(value)
+        return samples
+
+    async def count(self, topic: str, outcome: str) -> int:
+        metrics = await self.metrics()
+        return int(
+            metrics.get(f'accord_streams_events_total{{topic="{topic}",outcome="{outcome}"}}', 0)
+        )
+
+    async def wait_assigned(self, within: float = 60) -> None:
+        async def has_partitions() -> bool:
+            return bool(await self.assigned_partitions())
+
+        await wait_until(
+            has_partitions, within=within, what="partitions assigned to the stream processor"
+        )
+
+
+async def wait_processed(
+    stream: StreamProcess, topic: str, count: int, *, within: float = 120
+) -> None:
+    """Until the processor reports ``count`` events of ``topic`` accepted by Temporal."""
+
+    async def reached() -> bool:
+        return await stream.count(topic, "processed") >= count
+
+    await wait_until(reached, within=within, what=f"{count} events of {topic} processed")
+
+
+def _drop_label(sample: str, label: str) -> str:
+    if "{" not in sample:
+        return sample
+    name, labels = sample[:-1].split("{", 1)
+    kept = [part for part in labels.split(",") if not part.startswith(f"{label}=")]
+    return f"{name}{{{','.join(kept)}}}"
+
+
+@contextlib.asynccontextmanager
+async def stream_processes(
+    settings: Settings, log_dir: Path, count: int = 1
+) -> AsyncIterator[list[StreamProcess]]:
+    processes = [
+        StreamProcess(with_fresh_web_port(settings), log_dir, f"stream-{index}")
+        for index in range(count)
+    ]
+    try:
+        yield processes
+    finally:
+        for process in processes:
+            process.stop()
+
+
+@contextlib.asynccontextmanager
+async def case_worker(settings: Settings, log_dir: Path) -> AsyncIterator[AccordProcess]:
+    """``accord worker``: the case workflow with all its activities, for this test's queue."""
+    worker = AccordProcess(settings, log_dir, "worker", "worker").start()
+    try:
+        yield worker
+    finally:
+        worker.stop()
+
+
+@contextlib.asynccontextmanager
+async def case_workflow_worker(client: Client, settings: Settings) -> AsyncIterator[None]:
+    """The real case workflow without its activities, in this process: signals and queries are
+    served while activities wait. Ingestion is what these tests measure; 1,000 cases each
+    contacting a borrower would only measure this 2-core machine."""
+    async with Worker(client, task_queue=settings.temporal.task_queue, workflows=[CaseWorkflow]):
+        yield
+
+
+# --- what reached Temporal --------------------------------------------------------------------
+
+
+async def applied_event_ids(client: Client, case_id: str) -> set[str] | None:
+    try:
+        return set(await client.get_workflow_handle(case_id).query("applied_event_ids"))
+    except RPCError as error:
+        if error.status == RPCStatusCode.NOT_FOUND:
+            return None
+        raise
+
+
+async def wait_for_applied(client: Client, expected: dict[str, set[str]], *, within: float) -> None:
+    """Until every case has applied exactly the expected event ids (a superset fails at once)."""
+    pending = dict(expected)
+    limit = asyncio.Semaphore(QUERY_CONCURRENCY)
+
+    async def check(case_id: str) -> None:
+        async with limit:
+            applied = await applied_event_ids(client, case_id)
+        if applied is None:
+            return
+        extra = applied - expected[case_id]
+        assert not extra, f"{case_id} applied unexpected events {sorted(extra)}"
+        if applied == expected[case_id]:
+            pending.pop(case_id, None)
+
+    async def all_applied() -> bool:
+        await asyncio.gather(*(check(case_id) for case_id in list(pending)))
+        return not pending
+
+    try:
+        await wait_until(all_applied, within=within, what="events applied in their cases")
+    except AssertionError as error:
+        sample = sorted(pending)[:5]
+        raise AssertionError(f"{error}: {len(pending)} cases pending, e.g. {sample}") from None
+
+
+async def count_cases(client: Client, loan_prefix: str) -> int:
+    query = f"WorkflowType = 'CaseWorkflow' AND WorkflowId STARTS_WITH 'case-{loan_prefix}'"
+    return (await client.count_workflows(query)).count
+
+
+def loan_ids(tag: str, count: int) -> list[str]:
+    return [f"L{tag}-{index:05d}" for index in range(count)]
