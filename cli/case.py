@@ -7,35 +7,75 @@ and changes nothing. The lead's cli/main.py mounts it with ``main.add_command(ca
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Iterator
+from datetime import UTC
 from pathlib import Path
 from typing import Any
 
 import click
+from pydantic import BaseModel, ValidationError
 from temporalio.client import WorkflowUpdateFailedError
+from temporalio.service import RPCError, RPCStatusCode
 
 from clients import connect_temporal
 from settings import get_settings
+from workflows.messages import (
+    Accepted,
+    Approve,
+    ChooseOption,
+    Dispute,
+    Note,
+    Pause,
+    Reject,
+    ResolveDispute,
+    Resume,
+    SituationChanged,
+    SubmitFinancials,
+)
 
 
 def _run(coroutine: Coroutine[Any, Any, Any]) -> Any:
     return asyncio.run(coroutine)
 
 
-async def _update(case_id: str, name: str, request: dict[str, Any]) -> None:
+def _request(model: type[BaseModel], **fields: Any) -> BaseModel:
+    """Validate here, so a malformed action is refused with the field named before it is sent."""
+    try:
+        return model.model_validate(fields)
+    except ValidationError as error:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'request'}: {e['msg']}" for e in error.errors()
+        )
+        raise click.ClickException(f"refused: {problems}") from None
+
+
+@contextlib.contextmanager
+def _case_errors(case_id: str) -> Iterator[None]:
+    try:
+        yield
+    except RPCError as error:
+        if error.status == RPCStatusCode.NOT_FOUND:
+            raise click.ClickException(f"no case {case_id}") from None
+        raise click.ClickException(f"Temporal refused the call: {error.message}") from None
+
+
+async def _update(case_id: str, name: str, request: BaseModel) -> None:
     client = await connect_temporal(get_settings())
     handle = client.get_workflow_handle(case_id)
-    try:
-        accepted = await handle.execute_update(name, request, result_type=dict)
-    except WorkflowUpdateFailedError as error:
-        raise click.ClickException(f"refused: {error.cause}") from None
-    click.echo(f"{name}: {accepted['detail']} (stage {accepted['stage']})")
+    with _case_errors(case_id):
+        try:
+            accepted = await handle.execute_update(name, request, result_type=Accepted)
+        except WorkflowUpdateFailedError as error:
+            raise click.ClickException(f"refused: {error.cause}") from None
+    click.echo(f"{name}: {accepted.detail} (stage {accepted.stage.value})")
 
 
 async def _query(case_id: str, name: str) -> Any:
     client = await connect_temporal(get_settings())
-    return await client.get_workflow_handle(case_id).query(name, result_type=dict)
+    with _case_errors(case_id):
+        return await client.get_workflow_handle(case_id).query(name, result_type=dict)
 
 
 @click.group()
@@ -59,7 +99,7 @@ def show(case_id: str, audit: bool) -> None:
 @click.option("--authority", type=click.Choice(["team_lead", "credit_committee"]), required=True)
 def approve(case_id: str, option_ids: tuple[str, ...], staff_id: str, authority: str) -> None:
     """Approve options waiting for your authority."""
-    request = {"option_ids": option_ids, "approver_id": staff_id, "authority": authority}
+    request = _request(Approve, option_ids=option_ids, approver_id=staff_id, authority=authority)
     _run(_update(case_id, "approve", request))
 
 
@@ -73,12 +113,9 @@ def reject(
     case_id: str, option_ids: tuple[str, ...], staff_id: str, authority: str, reason: str
 ) -> None:
     """Reject options waiting for approval (they are withdrawn from the offer)."""
-    request = {
-        "option_ids": option_ids,
-        "approver_id": staff_id,
-        "authority": authority,
-        "reason": reason,
-    }
+    request = _request(
+        Reject, option_ids=option_ids, approver_id=staff_id, authority=authority, reason=reason
+    )
     _run(_update(case_id, "reject", request))
 
 
@@ -89,9 +126,12 @@ def reject(
 @click.option("--until", type=click.DateTime(), help="Operator pause end (UTC).")
 def pause(case_id: str, staff_id: str, breathing_space: bool, until: Any) -> None:
     """Pause contact and timers."""
-    request: dict[str, Any] = {"staff_id": staff_id, "breathing_space": breathing_space}
-    if until is not None:
-        request["until"] = until.isoformat() + "+00:00"
+    request = _request(
+        Pause,
+        staff_id=staff_id,
+        breathing_space=breathing_space,
+        until=until.replace(tzinfo=UTC) if until is not None else None,
+    )
     _run(_update(case_id, "pause", request))
 
 
@@ -101,7 +141,7 @@ def pause(case_id: str, staff_id: str, breathing_space: bool, until: Any) -> Non
 @click.option("--note")
 def resume(case_id: str, staff_id: str, note: str | None) -> None:
     """Lift an operator pause."""
-    _run(_update(case_id, "resume", {"staff_id": staff_id, "note": note}))
+    _run(_update(case_id, "resume", _request(Resume, staff_id=staff_id, note=note)))
 
 
 @case.command()
@@ -110,7 +150,7 @@ def resume(case_id: str, staff_id: str, note: str | None) -> None:
 @click.option("--reason", default="DEBT_DISPUTED", show_default=True)
 def dispute(case_id: str, raised_by: str, reason: str) -> None:
     """Record a dispute: the case pauses for human review."""
-    _run(_update(case_id, "dispute", {"raised_by": raised_by, "reason": reason}))
+    _run(_update(case_id, "dispute", _request(Dispute, raised_by=raised_by, reason=reason)))
 
 
 @case.command("resolve-dispute")
@@ -120,7 +160,7 @@ def dispute(case_id: str, raised_by: str, reason: str) -> None:
 @click.option("--note", required=True)
 def resolve_dispute(case_id: str, staff_id: str, upheld: bool, note: str) -> None:
     """Close the review: upheld closes the case, rejected resumes it."""
-    request = {"staff_id": staff_id, "upheld": upheld, "note": note}
+    request = _request(ResolveDispute, staff_id=staff_id, upheld=upheld, note=note)
     _run(_update(case_id, "resolve_dispute", request))
 
 
@@ -130,7 +170,7 @@ def resolve_dispute(case_id: str, staff_id: str, upheld: bool, note: str) -> Non
 @click.argument("text")
 def note(case_id: str, author_id: str, text: str) -> None:
     """Add a note to the case."""
-    _run(_update(case_id, "note", {"author_id": author_id, "text": text}))
+    _run(_update(case_id, "note", _request(Note, author_id=author_id, text=text)))
 
 
 @case.command("submit-financials")
@@ -140,8 +180,10 @@ def note(case_id: str, author_id: str, text: str) -> None:
 def submit_financials(case_id: str, profile_file: Path, situation_changed: bool) -> None:
     """Submit the borrower's financial profile (JSON, money as strings) taken by an agent."""
     profile = json.loads(profile_file.read_text())
-    name = "situation_changed" if situation_changed else "submit_financials"
-    _run(_update(case_id, name, {"profile": profile}))
+    if situation_changed:
+        _run(_update(case_id, "situation_changed", _request(SituationChanged, profile=profile)))
+    else:
+        _run(_update(case_id, "submit_financials", _request(SubmitFinancials, profile=profile)))
 
 
 @case.command()
@@ -149,4 +191,4 @@ def submit_financials(case_id: str, profile_file: Path, situation_changed: bool)
 @click.argument("option_id")
 def choose(case_id: str, option_id: str) -> None:
     """Record the borrower's chosen option (taken by an agent)."""
-    _run(_update(case_id, "choose_option", {"option_id": option_id}))
+    _run(_update(case_id, "choose_option", _request(ChooseOption, option_id=option_id)))

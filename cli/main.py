@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
 
 import click
@@ -53,5 +55,20 @@ def export_schemas(directory: Path) -> None:
 for group in (stack, case, dlq, codec):
     main.add_command(group)
 
+def run() -> None:
+    """Console entry point. Leaves without interpreter teardown: the Temporal client's native
+    threads can abort a finalizing interpreter (temporalio/sdk-python#300), which would turn a
+    successful command into a crash. Every command has finished its own clean-up by then."""
+    try:
+        main()
+    except SystemExit as exit_:
+        code = exit_.code
+    else:
+        code = 0
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code if isinstance(code, int) else (0 if code is None else 1))
+
+
 if __name__ == "__main__":
-    main()
+    run()
