@@ -2,14 +2,20 @@
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install run down test lint
+.PHONY: install run down test lint bytecode
 install: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	python3 -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -c constraints.txt -e '.[dev]'
+	$(MAKE) -s bytecode
 	touch $@
+
+# The workflow sandbox re-imports workflow modules for every new case: without .pyc files (e.g.
+# under PYTHONDONTWRITEBYTECODE=1) each import recompiles from source (bench/README.md).
+bytecode:
+	$(BIN)/python -m compileall -q schemas decisions workflows activities
 
 run: install
 	$(BIN)/accord stack up --detach
