@@ -11,6 +11,7 @@ import click
 from cli.case import case
 from cli.codec import codec
 from cli.dlq import dlq
+from cli.simulate import simulate
 from cli.stack import stack
 
 
@@ -52,8 +53,9 @@ def export_schemas(directory: Path) -> None:
         click.echo(path)
 
 
-for group in (stack, case, dlq, codec):
-    main.add_command(group)
+for command in (stack, case, dlq, codec, simulate):
+    main.add_command(command)
+
 
 def run() -> None:
     """Console entry point. Leaves without interpreter teardown: the Temporal client's native

@@ -1,0 +1,182 @@
+"""Lifecycle benchmark: a simulated portfolio through the whole case lifecycle on the real
+stack (Kafka, Temporal dev server, ``accord stream``, the simulated bank's worker), on the
+compressed policy.
+
+Prints and records: cases completed per second, outcomes, workflow-task latency p50/p99 (the
+worker SDK's own histograms), worker CPU and RSS. Usage:
+  .venv/bin/python -m bench.lifecycle [--loans 2000] [--duration 600] [--mix ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import time
+from datetime import UTC, datetime
+
+from bench.common import (
+    ProcessWatch,
+    PySpy,
+    histogram_quantiles,
+    load_average,
+    print_table,
+    scrape,
+    simulation_stack,
+    write_result,
+)
+from clients import connect_temporal
+from decisions.policy import load_policy
+from schemas.case import CaseStage
+from settings import Settings
+from simulate.engine import Simulation, SimulationConfig
+from simulate.portfolio import generate_portfolio
+from simulate.profiles import parse_mix
+from simulate.report import summarise
+from simulate.timescale import hook_available
+from stack.processes import ProcessSupervisor
+
+LATENCY_METRICS = {
+    "workflow_task_execution_ms": "temporal_workflow_task_execution_latency",
+    "workflow_task_schedule_to_start_ms": "temporal_workflow_task_schedule_to_start_latency",
+    "workflow_task_replay_ms": "temporal_workflow_task_replay_latency",
+    "activity_execution_ms": "temporal_activity_execution_latency",
+}
+
+
+async def main(arguments: argparse.Namespace) -> None:
+    started = datetime.now(UTC)
+    loads = {"start": load_average()}
+    async with simulation_stack("lifecycle", keep=arguments.keep) as running:
+        settings = running.settings
+        loans = generate_portfolio(
+            arguments.loans,
+            seed=arguments.seed,
+            mix=parse_mix(arguments.mix),
+            as_of=started,
+            loan_prefix=f"LC{started:%H%M%S}",
+        )
+        simulation = Simulation(
+            settings,
+            loans,
+            SimulationConfig(
+                time_scale=running.time_scale,
+                grace_days=load_policy(settings.policy_file).durations.grace_days,
+                seed=arguments.seed,
+                duration_seconds=arguments.duration,
+                publish_rate=arguments.rate,
+                audit=False,
+                final_views=False,
+                idle_seconds=arguments.idle_seconds,
+            ),
+            on_progress=_printer(arguments.loans),
+        )
+        supervisor = ProcessSupervisor(settings.data_dir.resolve())
+        others = {name: supervisor.read_pid(name) for name in ("temporal", "stream")}
+        with PySpy(running.bank_pid, "lifecycle-worker", enabled=arguments.profile) as spy:
+            async with contextlib.AsyncExitStack() as watches:
+                watch = await watches.enter_async_context(ProcessWatch(running.bank_pid))
+                other_watches = {
+                    name: await watches.enter_async_context(ProcessWatch(record.pid))
+                    for name, record in others.items()
+                    if record is not None
+                }
+                began = time.monotonic()
+                records = await simulation.run()
+                elapsed = time.monotonic() - began
+        loads["end"] = load_average()
+        metrics = await scrape(running.metrics_address)
+        open_by_stage = await stage_counts(settings, loans[0].overdue.loan_id.rsplit("-", 1)[0])
+    latency = {
+        name: histogram_quantiles(metrics, metric, (0.5, 0.99))
+        for name, metric in LATENCY_METRICS.items()
+    }
+    summary = summarise(records, running.time_scale)
+    closed = summary.closed
+    rows = [
+        ("loans / opened / closed", f"{summary.cases} / {summary.opened} / {closed}"),
+        ("time scale (policy s per real s)", f"{running.time_scale}"
+         + ("" if hook_available() else "  (no workflow hook: real time)")),
+        ("run seconds", f"{elapsed:.1f}"),
+        ("cases completed / s", f"{closed / elapsed:.2f}"),
+        ("agreements signed", str(len(summary.days_to_agreement))),
+        ("still open by stage", open_by_stage),
+        ("closing reasons", dict(summary.closing_reasons.most_common(6))),
+    ]  # fmt: skip
+    for name, values in latency.items():
+        rows.append((f"{name} p50/p99 (n)", f"{values['p50']} / {values['p99']}  "
+                                             f"({int(values['count'] or 0)})"))  # fmt: skip
+    rows.append(("worker (bank) cpu / rss", str(watch.summary())))
+    for name, other in other_watches.items():
+        rows.append((f"{name} cpu / rss", str(other.summary())))
+    rows.append(("load average start / end", f"{loads['start']} / {loads['end']}"))
+    print_table("Lifecycle (isolated embedded stack)", rows)
+    path = write_result(
+        "lifecycle",
+        {
+            "loans": arguments.loans,
+            "mix": arguments.mix or "default",
+            "time_scale": running.time_scale,
+            "time_scale_hook": hook_available(),
+            "seconds": round(elapsed, 1),
+            "cases_completed_per_second": round(closed / elapsed, 3),
+            "summary": summary.to_json(),
+            "open_by_stage": open_by_stage,
+            "latency": latency,
+            "worker": watch.summary(),
+            "servers": {name: other.summary() for name, other in other_watches.items()},
+            "load_average": loads,
+            "worker_profile": spy.summary(),
+        },
+    )
+    if spy.enabled:
+        print("\nworker profile (py-spy, busy samples, inclusive):")
+        print("\n".join(spy.summary(30)["inclusive"]))
+    print(f"\nresult: {path}")
+
+
+async def stage_counts(settings: Settings, loan_prefix: str) -> dict[str, int]:
+    """Open cases per stage from the search attributes: a handful of counts, not a query per
+    case (which a loaded server answers slowly)."""
+    client = await connect_temporal(settings)
+    counts = {}
+    for stage in CaseStage:
+        query = (
+            f"ExecutionStatus = 'Running' AND CaseStage = '{stage.value}' "
+            f"AND WorkflowId STARTS_WITH 'case-{loan_prefix}-'"
+        )
+        found = (await client.count_workflows(query)).count
+        if found:
+            counts[stage.value] = found
+    return counts
+
+
+def _printer(total: int):  # type: ignore[no-untyped-def]
+    last = {"at": 0.0}
+    counts: dict[str, int] = {}
+
+    def report(name: str, value: int) -> None:
+        counts[name] = value
+        now = time.monotonic()
+        if now - last["at"] >= 5:
+            last["at"] = now
+            print(f"  {counts} of {total}", flush=True)
+
+    return report
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--loans", type=int, default=2_000)
+    parser.add_argument("--duration", type=float, default=600.0, help="seconds, at most")
+    parser.add_argument("--mix", default=None, help="as `accord simulate --mix`")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--rate", type=float, default=None, help="overdue events per second")
+    parser.add_argument(
+        "--idle-seconds", type=float, default=None,
+        help="stop when no case signed or closed for this long (e.g. without the time-scale "
+             "hook)",
+    )  # fmt: skip
+    parser.add_argument("--keep", action="store_true")
+    parser.add_argument("--profile", action="store_true", help="py-spy the worker")
+    asyncio.run(main(parser.parse_args()))

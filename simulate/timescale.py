@@ -1,0 +1,106 @@
+"""Compressed time: a derived policy whose days pass in seconds, and the clock that matches it.
+
+The case workflow's timers run on the Temporal server's clock. "One policy day = one second"
+therefore needs the workflow to scale its waits: the derived policy carries
+``durations.time_scale`` (policy seconds per server second) when the policy model has that
+field. Without it the derived policy keeps real-time durations and ``hook_available()`` is False:
+cases then only close on paths that need no timer (decline, dispute upheld, cure).
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from decisions.policy import DEFAULT_POLICY_FILE, Durations, load_policy, resolve_contact_pack
+
+SECONDS_PER_DAY = 86_400
+TIME_SCALE_FIELD = "time_scale"
+
+
+def hook_available() -> bool:
+    """Does the policy model (and so the workflow) know how to compress time?"""
+    return TIME_SCALE_FIELD in Durations.model_fields
+
+
+def time_scale_for(seconds_per_policy_day: Decimal) -> int:
+    """Policy seconds per server second; 1 second per day → 86,400."""
+    if seconds_per_policy_day <= 0:
+        raise ValueError("seconds_per_policy_day: must be > 0")
+    return max(1, int(Decimal(SECONDS_PER_DAY) / seconds_per_policy_day))
+
+
+@dataclass(frozen=True)
+class CompressedPolicy:
+    path: Path
+    version: str
+    time_scale: int
+    """What the cases will run at: 1 when the workflow has no time-scale hook."""
+
+
+def write_compressed_policy(
+    source: Path | None, target: Path, seconds_per_policy_day: Decimal
+) -> CompressedPolicy:
+    """Write ``source`` (None: the bundled default) to ``target`` with a version marking the
+    scale, so every case records that it ran on compressed time; validated before returning."""
+    source_path = source if source is not None else DEFAULT_POLICY_FILE
+    with source_path.open("rb") as file:
+        data = tomllib.load(file, parse_float=Decimal)
+    scale = time_scale_for(seconds_per_policy_day) if hook_available() else 1
+    data["version"] = f"{data['version']}+sim{scale}"
+    # The derived file lives elsewhere: a pack given by path must stay the same file.
+    pack = data["contact_pack"]
+    if pack.endswith(".toml") or "/" in pack:
+        data["contact_pack"] = str(resolve_contact_pack(pack, source_path.resolve()))
+    if hook_available():
+        data.setdefault("durations", {})[TIME_SCALE_FIELD] = scale
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(to_toml(data))
+    policy = load_policy(target)
+    return CompressedPolicy(path=target, version=policy.version, time_scale=scale)
+
+
+def policy_now(opened_at: datetime, server_now: datetime, time_scale: int) -> datetime:
+    """The case's policy clock: it starts at ``opened_at`` and runs ``time_scale`` times faster."""
+    return opened_at + (server_now - opened_at) * time_scale
+
+
+def server_delay(policy_delay: timedelta, time_scale: int) -> timedelta:
+    return policy_delay / time_scale
+
+
+def to_toml(data: dict[str, Any]) -> str:
+    """Enough TOML for a policy: scalars, arrays of scalars, nested tables."""
+    lines: list[str] = []
+    _table(data, [], lines)
+    return "\n".join(lines) + "\n"
+
+
+def _table(data: dict[str, Any], path: list[str], lines: list[str]) -> None:
+    scalars = {k: v for k, v in data.items() if not isinstance(v, dict)}
+    tables = {k: v for k, v in data.items() if isinstance(v, dict)}
+    if path and scalars:
+        lines.append(f"\n[{'.'.join(path)}]")
+    for key, value in scalars.items():
+        lines.append(f"{key} = {_value(value)}")
+    for key, value in tables.items():
+        _table(value, [*path, key], lines)
+
+
+def _value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | Decimal):
+        return str(value)
+    if isinstance(value, str):
+        escaped = value.replace("\\", "\\\\").replace('"', '\\"')
+        return f'"{escaped}"'
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_value(item) for item in value) + "]"
+    if hasattr(value, "isoformat"):  # TOML local times, e.g. quiet hours
+        return value.isoformat()
+    raise TypeError(f"to_toml: cannot write {type(value).__name__}")

@@ -1,0 +1,246 @@
+"""The simulator's pure parts: portfolio, mix, borrower decisions, compressed policy, report."""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from decisions.plans import issue_agreement, propose
+from decisions.policy import load_policy
+from decisions.tiering import assess
+from schemas.assessment import CreditRecord
+from schemas.case import CaseStage, CaseView, TrackedInstalment
+from schemas.contact import ContactAttempt, ContactChannel, ContactOutcome
+from simulate import borrowers as b
+from simulate.engine import CaseRecord
+from simulate.portfolio import SimulatedLoan, generate_portfolio
+from simulate.profiles import DEFAULT_MIX, MixError, Profile, assign_profiles, parse_mix
+from simulate.report import html_report, summarise
+from simulate.timescale import (
+    hook_available,
+    policy_now,
+    time_scale_for,
+    to_toml,
+    write_compressed_policy,
+)
+
+pytestmark = pytest.mark.unit
+
+AS_OF = datetime(2026, 11, 1, 9, 0, tzinfo=UTC)
+
+
+def portfolio(count: int = 200, seed: int = 7, **kwargs: object) -> list[SimulatedLoan]:
+    return generate_portfolio(count, seed=seed, mix=DEFAULT_MIX, as_of=AS_OF, **kwargs)  # type: ignore[arg-type]
+
+
+# ---------------------------------------------------------------- portfolio
+
+
+def test_same_seed_same_portfolio_and_another_seed_another() -> None:
+    assert portfolio(seed=7) == portfolio(seed=7)
+    assert portfolio(seed=7) != portfolio(seed=8)
+
+
+def test_money_is_decimal_at_the_currency_scale() -> None:
+    for loan in portfolio():
+        event = loan.overdue
+        for name in event.MONEY_FIELDS:
+            value = getattr(event, name)
+            assert isinstance(value, Decimal)
+            assert value == value.quantize(Decimal("0.01"))
+        assert event.overdue_amount <= event.total_outstanding
+        if loan.finances is not None:
+            assert isinstance(loan.finances.monthly_income, Decimal)
+            assert loan.finances.currency == event.currency
+
+
+def test_json_on_the_wire_carries_money_as_strings() -> None:
+    raw = portfolio(1)[0].overdue.model_dump_json()
+    assert '"principal_outstanding":"' in raw
+
+
+def test_mix_is_respected_exactly() -> None:
+    mix = parse_mix("cooperative=40,unresponsive=10,wilful=50")
+    counts = Counter(loan.profile for loan in generate_portfolio(
+        100, seed=1, mix=mix, as_of=AS_OF))  # fmt: skip
+    assert counts == {Profile.COOPERATIVE: 40, Profile.UNRESPONSIVE: 10, Profile.WILFUL: 50}
+
+
+def test_largest_remainder_assignment_sums_to_count() -> None:
+    profiles = assign_profiles(7, {Profile.COOPERATIVE: 1, Profile.DISPUTES: 1}, random.Random(1))
+    assert len(profiles) == 7
+    assert sorted(Counter(profiles).values()) == [3, 4]
+
+
+def test_unresponsive_borrowers_never_declare_finances() -> None:
+    loans = generate_portfolio(20, seed=3, mix=parse_mix("unresponsive=1"), as_of=AS_OF)
+    assert all(loan.finances is None for loan in loans)
+
+
+def test_ids_are_opaque_and_unique_per_prefix() -> None:
+    loans = portfolio(50, loan_prefix="RUN1")
+    assert len({loan.case_id for loan in loans}) == 50
+    assert all(loan.overdue.loan_id.startswith("RUN1-") for loan in loans)
+
+
+def test_profiles_land_in_the_intended_tiers() -> None:
+    policy = load_policy()
+    tiers = {
+        loan.profile: assess(loan.overdue, loan.finances, CreditRecord(), (), policy).tier.value
+        for loan in portfolio(300)
+    }
+    assert tiers[Profile.UNRESPONSIVE] == "non_responsive"
+    assert tiers[Profile.WILFUL] == "wilful"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [("cooperative", "name=weight"), ("nobody=3", "unknown profile"),
+     ("wilful=-1", "whole number"), ("wilful=0", "every weight is 0")],
+)  # fmt: skip
+def test_bad_mix_is_refused_with_a_reason(text: str, message: str) -> None:
+    with pytest.raises(MixError, match=message):
+        parse_mix(text)
+
+
+def test_no_mix_is_the_default_book() -> None:
+    assert parse_mix(None) == DEFAULT_MIX
+
+
+# ---------------------------------------------------------------- time
+
+
+def test_compressed_policy_loads_and_marks_its_version(tmp_path: Path) -> None:
+    written = write_compressed_policy(None, tmp_path / "p.toml", Decimal(1))
+    policy = load_policy(written.path)
+    assert policy.version == written.version
+    assert "+sim" in policy.version
+    assert written.time_scale == (86_400 if hook_available() else 1)
+    assert policy.durations == load_policy().durations.model_copy(
+        update={"time_scale": written.time_scale} if hook_available() else {}
+    )
+
+
+def test_time_scale_and_policy_clock() -> None:
+    assert time_scale_for(Decimal(1)) == 86_400
+    assert time_scale_for(Decimal("0.5")) == 172_800
+    opened = AS_OF
+    assert policy_now(opened, opened + timedelta(seconds=2), 86_400) == opened + timedelta(days=2)
+
+
+def test_toml_writer_keeps_decimals_exact() -> None:
+    assert to_toml({"a": Decimal("0.10"), "t": {"x": [1, 2], "s": 'q"'}}) == (
+        'a = 0.10\n\n[t]\nx = [1, 2]\ns = "q\\""\n'
+    )
+
+
+# ---------------------------------------------------------------- borrower decisions
+
+
+def one(profile: str) -> SimulatedLoan:
+    return generate_portfolio(1, seed=5, mix=parse_mix(f"{profile}=1"), as_of=AS_OF)[0]
+
+
+def view_of(loan: SimulatedLoan, stage: CaseStage, **fields: object) -> CaseView:
+    return CaseView(
+        case_id=loan.case_id,
+        loan_id=loan.overdue.loan_id,
+        stage=stage,
+        policy_version="p",
+        opened_at=AS_OF,
+        **fields,  # type: ignore[arg-type]
+    )
+
+
+CONTACTED = (
+    ContactAttempt(channel=ContactChannel.SMS, at=AS_OF, outcome=ContactOutcome.DELIVERED),
+)
+
+
+def test_cooperative_answers_once_contacted_and_only_once() -> None:
+    loan, memory, rng = one("cooperative"), b.BorrowerMemory(), random.Random(1)
+    assert b.decide(loan, view_of(loan, CaseStage.COLLECT_INFO), memory, rng) == []
+    memory.cure_decided = True  # this test is not about cures
+    actions = b.decide(loan, view_of(loan, CaseStage.COLLECT_INFO, contact_log=CONTACTED),
+                       memory, rng)  # fmt: skip
+    assert [type(a) for a in actions] == [b.SendFinances]
+    assert b.decide(loan, view_of(loan, CaseStage.COLLECT_INFO, contact_log=CONTACTED),
+                    memory, rng) == []  # fmt: skip
+
+
+def test_unresponsive_borrower_does_nothing() -> None:
+    loan = one("unresponsive")
+    view = view_of(loan, CaseStage.COLLECT_INFO, contact_log=CONTACTED)
+    assert b.decide(loan, view, b.BorrowerMemory(), random.Random(1)) == []
+
+
+def test_disputing_borrower_disputes_and_operations_review() -> None:
+    loan, memory = one("disputes"), b.BorrowerMemory()
+    view = view_of(loan, CaseStage.COLLECT_INFO, contact_log=CONTACTED)
+    assert b.decide(loan, view, memory, random.Random(1)) == [b.RaiseDispute()]
+    disputed = view_of(loan, CaseStage.COLLECT_INFO, holds={"disputed": True})
+    assert [type(a) for a in b.decide(loan, disputed, memory, random.Random(1))] == [
+        b.ResolveDispute
+    ]
+
+
+def test_cooperative_chooses_the_best_ranked_option_signs_and_pays_every_instalment() -> None:
+    loan, memory, rng = one("cooperative"), b.BorrowerMemory(), random.Random(2)
+    memory.cure_decided = True
+    policy = load_policy()
+    assessment = assess(loan.overdue, loan.finances, CreditRecord(), (), policy)
+    proposal = propose(loan.overdue, assessment, policy, AS_OF.date() + timedelta(days=30))
+    assert proposal.offered, "the test loan must get an offer"
+    actions = b.decide(loan, view_of(loan, CaseStage.PROPOSE, proposal=proposal), memory, rng)
+    chosen = [a for a in actions if isinstance(a, b.ChooseOption)]
+    best = min(
+        (o for o in proposal.offered if o.required_authority.value == "automatic"),
+        key=lambda o: o.rank,
+    )
+    assert chosen == [b.ChooseOption(best.option_id)]
+    agreement = issue_agreement(
+        agreement_id=f"{loan.case_id}-a1", case_id=loan.case_id, option=best,
+        loan=loan.overdue, policy=policy, issued_at=AS_OF,
+    )  # fmt: skip
+    sign_view = view_of(loan, CaseStage.SIGN, proposal=proposal, agreement=agreement)
+    assert b.decide(loan, sign_view, memory, rng) == [b.SignAgreement(agreement.agreement_id)]
+    schedule = tuple(TrackedInstalment(instalment=i) for i in agreement.schedule.instalments)
+    track = view_of(loan, CaseStage.TRACK, agreement=agreement, schedule=schedule)
+    payments = b.decide(loan, track, memory, rng)
+    assert [p.number for p in payments if isinstance(p, b.PayInstalment)] == [
+        i.number for i in agreement.schedule.instalments
+    ]
+    assert all(isinstance(p.amount, Decimal) for p in payments if isinstance(p, b.PayInstalment))
+    assert b.decide(loan, track, memory, rng) == []  # each instalment planned once
+
+
+def test_refused_premature_action_can_be_retried() -> None:
+    loan, memory = one("cooperative"), b.BorrowerMemory()
+    memory.cure_decided = True
+    view = view_of(loan, CaseStage.COLLECT_INFO, contact_log=CONTACTED)
+    [action] = b.decide(loan, view, memory, random.Random(1))
+    b.forget(memory, action, view)
+    assert b.decide(loan, view, memory, random.Random(1)) != []
+
+
+# ---------------------------------------------------------------- report
+
+
+def test_report_counts_outcomes_and_recovery_in_decimal() -> None:
+    loans = portfolio(4)
+    records = [CaseRecord(loan) for loan in loans]
+    records[0].outcome, records[0].tier = "cured", "light"
+    records[0].recovered = loans[0].overdue.total_outstanding
+    records[1].outcome, records[1].outcome_reasons = "escalated_legal", ("WILFUL_DEFAULT",)
+    summary = summarise(records, time_scale=1)
+    assert summary.closed == 2
+    assert isinstance(summary.recovery_rate, Decimal)
+    assert summary.recovered == loans[0].overdue.total_outstanding
+    page = html_report(summary, "t", ["note"])
+    assert page.count("<svg") == 3
+    assert "cured" in page
