@@ -15,9 +15,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
-
-from settings import KafkaSettings, Settings, TemporalSettings
+from settings import Settings
+from stack.isolated import isolated_settings
 from stack.orchestrator import Stack
 from stack.ports import pick_free_ports, split_host_port
 
@@ -26,41 +25,11 @@ CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 
 
-class IsolatedSettings(Settings):
-    """Settings from arguments only: a developer's ACCORD_* or .env must not leak in."""
-
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        **_: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return (init_settings,)
-
-
-def isolated_settings(data_dir: Path, **overrides: Any) -> Settings:
-    host = split_host_port(TemporalSettings().address)[0]
-    kafka_host = split_host_port(KafkaSettings().bootstrap_servers)[0]
-    kafka_port, controller_port, temporal_port, ui_port, web_port = pick_free_ports(5, host)
-    values: dict[str, Any] = {
-        "data_dir": data_dir,
-        "log_level": "WARNING",
-        "temporal": {"address": f"{host}:{temporal_port}", "ui_port": ui_port},
-        "kafka": {"bootstrap_servers": f"{kafka_host}:{kafka_port}"},
-        "streams": {"web_port": web_port},
-        "stack": {"kafka_controller_port": controller_port},
-    }
-    for key, value in overrides.items():
-        values[key] = values.get(key, {}) | value if isinstance(value, dict) else value
-    return IsolatedSettings(**values)
-
-
 @contextlib.asynccontextmanager
 async def bench_stack(name: str, keep: bool = False, **overrides: Any) -> AsyncIterator[Settings]:
     """Kafka + Temporal dev server in a fresh data dir; always stopped on exit."""
     data_dir = Path(tempfile.mkdtemp(prefix=f"accord-bench-{name}-"))
-    settings = isolated_settings(data_dir, **overrides)
+    settings = isolated_settings(data_dir, **{"log_level": "WARNING", **overrides})
     stack = Stack(settings, only=["kafka", "temporal"], report=lambda m: print(f"  stack: {m}"))
     try:
         await stack.up()

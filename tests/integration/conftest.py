@@ -11,51 +11,20 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
 from temporalio.client import Client
 
 from clients import connect_temporal
-from settings import KafkaSettings, Settings, TemporalSettings
+from settings import Settings
+from stack.isolated import isolated_settings
 from stack.orchestrator import INFRASTRUCTURE, Stack
-from stack.ports import pick_free_ports, split_host_port
 
 INTEGRATION_NAMESPACE = "accord-it"  # not "default", so namespace handling is exercised
 
 
-class IsolatedSettings(Settings):
-    """Settings from constructor arguments only: a developer's ACCORD_* variables or .env
-    must not point tests at their own stack."""
-
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        **_: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return (init_settings,)
-
-
 def make_settings(data_dir: Path, **overrides: Any) -> Settings:
     """Settings for an embedded stack on fresh free ports in ``data_dir``."""
-    # The hosts of the default settings, fresh ports.
-    host = split_host_port(TemporalSettings().address)[0]
-    kafka_host = split_host_port(KafkaSettings().bootstrap_servers)[0]
-    kafka_port, controller_port, temporal_port, ui_port, web_port = pick_free_ports(5, host)
-    values: dict[str, Any] = {
-        "data_dir": data_dir,
-        "temporal": {
-            "address": f"{host}:{temporal_port}",
-            "ui_port": ui_port,
-            "namespace": INTEGRATION_NAMESPACE,
-        },
-        "kafka": {"bootstrap_servers": f"{kafka_host}:{kafka_port}"},
-        "streams": {"web_port": web_port},
-        "stack": {"kafka_controller_port": controller_port},
-    }
-    for key, value in overrides.items():
-        values[key] = values.get(key, {}) | value if isinstance(value, dict) else value
-    return IsolatedSettings(**values)
+    temporal = {"namespace": INTEGRATION_NAMESPACE, **overrides.pop("temporal", {})}
+    return isolated_settings(data_dir, temporal=temporal, **overrides)
 
 
 @pytest.fixture(scope="session")
