@@ -9,7 +9,7 @@ import os
 import platform
 import tempfile
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -275,3 +275,20 @@ class PySpy:
 
         return {"busy_samples": total, "raw": str(self.raw), "self": share(own),
                 "inclusive": share(inclusive)}  # fmt: skip
+
+
+def progress_printer(*, total: int, every_seconds: float) -> Callable[[str, int], None]:
+    """A simulation progress callback: prints the latest counts, with the load, at most every
+    ``every_seconds``."""
+    last_printed = 0.0
+    counts: dict[str, int] = {}
+
+    def report(name: str, value: int) -> None:
+        nonlocal last_printed
+        counts[name] = value
+        now = time.monotonic()
+        if now - last_printed >= every_seconds:
+            last_printed = now
+            print(f"  {counts} of {total} ({load_average()})", flush=True)
+
+    return report

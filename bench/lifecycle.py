@@ -21,6 +21,7 @@ from bench.common import (
     histogram_quantiles,
     load_average,
     print_table,
+    progress_printer,
     scrape,
     simulation_stack,
     write_result,
@@ -69,7 +70,7 @@ async def main(arguments: argparse.Namespace) -> None:
                 final_views=False,
                 idle_seconds=arguments.idle_seconds,
             ),
-            on_progress=_printer(arguments.loans),
+            on_progress=progress_printer(every_seconds=5, total=arguments.loans),
         )
         supervisor = ProcessSupervisor(settings.data_dir.resolve())
         others = {name: supervisor.read_pid(name) for name in ("temporal", "stream")}
@@ -149,20 +150,6 @@ async def stage_counts(settings: Settings, loan_prefix: str) -> dict[str, int]:
         if found:
             counts[stage.value] = found
     return counts
-
-
-def _printer(total: int):  # type: ignore[no-untyped-def]
-    last = {"at": 0.0}
-    counts: dict[str, int] = {}
-
-    def report(name: str, value: int) -> None:
-        counts[name] = value
-        now = time.monotonic()
-        if now - last["at"] >= 5:
-            last["at"] = now
-            print(f"  {counts} of {total}", flush=True)
-
-    return report
 
 
 if __name__ == "__main__":

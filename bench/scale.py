@@ -31,6 +31,7 @@ from bench.common import (
     histogram_quantiles,
     load_average,
     print_table,
+    progress_printer,
     sample_process,
     scrape,
     simulation_stack,
@@ -108,7 +109,7 @@ async def main(arguments: argparse.Namespace) -> None:
                 borrowers_pay=False,
                 idle_seconds=arguments.idle_seconds,
             ),
-            on_progress=_printer(arguments.cases),
+            on_progress=progress_printer(every_seconds=10, total=arguments.cases),
         )
         async with ProcessWatch(running.bank_pid) as creation_watch:
             began = time.monotonic()
@@ -182,20 +183,6 @@ async def main(arguments: argparse.Namespace) -> None:
         },
     )
     print(f"\nresult: {path}")
-
-
-def _printer(total: int):  # type: ignore[no-untyped-def]
-    last = {"at": 0.0}
-    counts: dict[str, int] = {}
-
-    def report(name: str, value: int) -> None:
-        counts[name] = value
-        now = time.monotonic()
-        if now - last["at"] >= 10:
-            last["at"] = now
-            print(f"  {counts} of {total} ({load_average()})", flush=True)
-
-    return report
 
 
 if __name__ == "__main__":
