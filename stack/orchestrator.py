@@ -104,7 +104,10 @@ class Stack:
             await self._stop_started()
             raise
         self.supervisor.run_dir.mkdir(parents=True, exist_ok=True)
-        write_atomically(self.selection_file, json.dumps({"components": self.selected}))
+        # Bringing up a subset (e.g. restarting one component) adds to what `status` reports.
+        recorded = set(self.recorded_selection() or []) | set(self.selected)
+        running = [name for name in COMPONENT_NAMES if name in recorded]
+        write_atomically(self.selection_file, json.dumps({"components": running}))
         return await self.status()
 
     def _check_ports(self) -> None:

@@ -69,6 +69,12 @@ async def test_status_reports_every_component_healthy(embedded_stack: Stack) -> 
     assert all(s.health is Health.HEALTHY and s.pid for s in statuses), statuses
 
 
+async def test_bringing_up_a_subset_keeps_the_rest_in_status(embedded_stack: Stack) -> None:
+    # e.g. `accord simulate` restarting only the worker: status must still cover the stack.
+    await Stack(embedded_stack.settings, only=["temporal"]).up()
+    assert Stack(embedded_stack.settings).recorded_selection() == list(INFRASTRUCTURE)
+
+
 def test_cli_status_exits_zero_for_a_running_stack(embedded_stack: Stack) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("ACCORD_")}
     env |= settings_to_env(embedded_stack.settings)
