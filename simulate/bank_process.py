@@ -9,17 +9,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from temporalio.api.enums.v1 import TaskQueueType
-from temporalio.api.taskqueue.v1 import TaskQueue
-from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.service import RPCError
 
 from settings import Settings
+from stack.apps import workflow_pollers
 from stack.environment import child_env
 from stack.errors import StackError
 from stack.orchestrator import Stack
 from stack.processes import PidState, ProcessSupervisor
-from stack.temporal import RPC_TIMEOUT, connect
 
 BANK = "sim-bank"
 STARTUP_TIMEOUT_SECONDS = 60.0
@@ -69,17 +66,8 @@ async def stop_bank(bank: RunningBank, settings: Settings, report: Callable[[str
 
 async def _polling(settings: Settings, pid: int) -> bool:
     """Does a workflow poller of this process (SDK identity ``<pid>@<host>``) show up?"""
-    temporal = settings.temporal
     try:
-        client = await connect(temporal.address, temporal.namespace)
-        described = await client.workflow_service.describe_task_queue(
-            DescribeTaskQueueRequest(
-                namespace=temporal.namespace,
-                task_queue=TaskQueue(name=temporal.task_queue),
-                task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
-            ),
-            timeout=RPC_TIMEOUT,
-        )
+        pollers = await workflow_pollers(settings)
     except RPCError:
         return False
-    return any(poller.identity.startswith(f"{pid}@") for poller in described.pollers)
+    return any(poller.identity.startswith(f"{pid}@") for poller in pollers)

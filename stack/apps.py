@@ -10,9 +10,10 @@ import asyncio
 import sys
 
 from temporalio.api.enums.v1 import TaskQueueType
-from temporalio.api.taskqueue.v1 import TaskQueue
+from temporalio.api.taskqueue.v1 import PollerInfo, TaskQueue
 from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 
+from settings import Settings
 from stack.component import Component
 from stack.environment import child_env
 from stack.errors import StackError
@@ -39,18 +40,25 @@ class TemporalWorker(Component):
         return child_env(self.settings)
 
     async def probe(self) -> None:
-        temporal = self.settings.temporal
-        client = await connect(temporal.address, temporal.namespace)
-        described = await client.workflow_service.describe_task_queue(
-            DescribeTaskQueueRequest(
-                namespace=temporal.namespace,
-                task_queue=TaskQueue(name=temporal.task_queue),
-                task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
-            ),
-            timeout=RPC_TIMEOUT,
-        )
-        if not described.pollers:
-            raise StackError(f"no workflow poller on task queue {temporal.task_queue}")
+        if not await workflow_pollers(self.settings):
+            raise StackError(
+                f"no workflow poller on task queue {self.settings.temporal.task_queue}"
+            )
+
+
+async def workflow_pollers(settings: Settings) -> list[PollerInfo]:
+    """Who polls the case task queue for workflow tasks (identity ``<pid>@<host>``)."""
+    temporal = settings.temporal
+    client = await connect(temporal.address, temporal.namespace)
+    described = await client.workflow_service.describe_task_queue(
+        DescribeTaskQueueRequest(
+            namespace=temporal.namespace,
+            task_queue=TaskQueue(name=temporal.task_queue),
+            task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
+        ),
+        timeout=RPC_TIMEOUT,
+    )
+    return list(described.pollers)
 
 
 class StreamProcessor(Component):
