@@ -23,6 +23,7 @@ from activities.core_banking import CoreBanking, LedgerPosition, RestructureRece
 from activities.esign import EnvelopeStatus, ESignature
 from activities.faults import PermanentRejection, SystemUnavailable
 from activities.publisher import CaseEventPublisher
+from decisions.clock import PolicyClock
 from decisions.contact_rules import may_contact
 from decisions.policy import ContactRules, Policy, PolicyError, load_policy
 from schemas.assessment import CreditRecord
@@ -68,6 +69,8 @@ class ContactRequest(_Request):
     contact_log: tuple[ContactAttempt, ...]
     holds: ContactHolds
     rules: ContactRules
+    policy_clock: PolicyClock | None = None
+    """A compressed case's clock: the rules are judged on its time, not the outside world's."""
 
 
 class ContactResult(_Request):
@@ -135,6 +138,8 @@ class CaseActivities:
     async def contact_borrower(self, request: ContactRequest) -> ContactResult:
         details = await _translated(self.directory.lookup(request.borrower_id))
         now = await self.clock()
+        if request.policy_clock is not None:
+            now = request.policy_clock.policy_time(now)
         decision = may_contact(
             channel=request.channel,
             now=now,

@@ -34,7 +34,6 @@ from simulate.engine import Simulation, SimulationConfig
 from simulate.portfolio import generate_portfolio
 from simulate.profiles import parse_mix
 from simulate.report import summarise
-from simulate.timescale import hook_available
 from stack.processes import ProcessSupervisor
 
 LATENCY_METRICS = {
@@ -96,8 +95,7 @@ async def main(arguments: argparse.Namespace) -> None:
     closed = summary.closed
     rows = [
         ("loans / opened / closed", f"{summary.cases} / {summary.opened} / {closed}"),
-        ("time scale (policy s per real s)", f"{running.time_scale}"
-         + ("" if hook_available() else "  (no workflow hook: real time)")),
+        ("time scale (policy s per real s)", f"{running.time_scale}"),
         ("run seconds", f"{elapsed:.1f}"),
         ("cases completed / s", f"{closed / elapsed:.2f}"),
         ("agreements signed", str(len(summary.days_to_agreement))),
@@ -118,7 +116,6 @@ async def main(arguments: argparse.Namespace) -> None:
             "loans": arguments.loans,
             "mix": arguments.mix or "default",
             "time_scale": running.time_scale,
-            "time_scale_hook": hook_available(),
             "seconds": round(elapsed, 1),
             "cases_completed_per_second": round(closed / elapsed, 3),
             "summary": summary.to_json(),

@@ -128,7 +128,7 @@ def simulate(
     from settings import get_settings
     from simulate.portfolio import generate_portfolio
     from simulate.profiles import MixError, parse_mix
-    from simulate.timescale import hook_available, write_compressed_policy
+    from simulate.timescale import write_compressed_policy
 
     console = Console()
     settings = get_settings()
@@ -142,12 +142,6 @@ def simulate(
         settings.policy_file, out / "policy.toml", _seconds_per_day(seconds_per_day)
     )
     settings = settings.model_copy(update={"policy_file": policy.path.resolve()})
-    if not hook_available():
-        console.print(
-            "[yellow]The case workflow has no time-scale hook yet: policy time is real time, so "
-            "only cases that need no timer (declined, disputes upheld, cures) close during this "
-            "run; the rest are reported by stage.[/yellow]"
-        )
     loans = generate_portfolio(
         loan_count,
         seed=seed,

@@ -179,6 +179,11 @@ class RankingPolicy(Contract):
         return value
 
 
+MAX_TIME_SCALE = 10 * 86_400
+"""Ten policy days per server second: beyond that a timer's rounding to the server's
+millisecond clock starts to move due dates."""
+
+
 class Durations(Contract):
     info_deadline_days: PositiveDays = 14
     info_reminder_days: tuple[PositiveDays, ...] = (3, 7, 11)
@@ -193,6 +198,9 @@ class Durations(Contract):
     max_counter_proposals: Rounds = 2
     max_reproposal_rounds: Rounds = 2
     default_after_missed_instalments: Annotated[int, Field(ge=1, le=12, strict=True)] = 2
+    time_scale: Annotated[int, Field(ge=1, le=MAX_TIME_SCALE, strict=True)] = 1
+    """Policy seconds per server second. 1 in production; a simulation sets 86,400 so a policy
+    day passes in a second. A case keeps the scale it opened with."""
 
     @model_validator(mode="after")
     def _reminders_before_deadlines(self) -> Durations:

@@ -67,6 +67,8 @@ class CaseView(Contract):
     stage: CaseStage
     policy_version: str
     opened_at: AwareDatetime
+    time_scale: int = 1
+    """Policy seconds per server second: above 1 only in a simulation's compressed time."""
     tier: Tier | None = None
     reasons: tuple[ReasonCode, ...] = ()
     assessment: Assessment | None = None

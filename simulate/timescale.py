@@ -1,30 +1,24 @@
 """Compressed time: a derived policy whose days pass in seconds, and the clock that matches it.
 
-The case workflow's timers run on the Temporal server's clock. "One policy day = one second"
-therefore needs the workflow to scale its waits: the derived policy carries
-``durations.time_scale`` (policy seconds per server second) when the policy model has that
-field. Without it the derived policy keeps real-time durations and ``hook_available()`` is False:
-cases then only close on paths that need no timer (decline, dispute upheld, cure).
+The derived policy carries ``durations.time_scale`` (policy seconds per server second); every
+case opened under it runs on a ``decisions.clock.PolicyClock`` anchored at its opening, so the
+simulated borrowers must read the same clock to pay on their due dates.
 """
 
 from __future__ import annotations
 
 import tomllib
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from decisions.policy import DEFAULT_POLICY_FILE, Durations, load_policy, resolve_contact_pack
+from decisions.clock import PolicyClock
+from decisions.policy import DEFAULT_POLICY_FILE, load_policy, resolve_contact_pack
 
 SECONDS_PER_DAY = 86_400
 TIME_SCALE_FIELD = "time_scale"
-
-
-def hook_available() -> bool:
-    """Does the policy model (and so the workflow) know how to compress time?"""
-    return TIME_SCALE_FIELD in Durations.model_fields
 
 
 def time_scale_for(seconds_per_policy_day: Decimal) -> int:
@@ -39,7 +33,6 @@ class CompressedPolicy:
     path: Path
     version: str
     time_scale: int
-    """What the cases will run at: 1 when the workflow has no time-scale hook."""
 
 
 def write_compressed_policy(
@@ -50,14 +43,13 @@ def write_compressed_policy(
     source_path = source if source is not None else DEFAULT_POLICY_FILE
     with source_path.open("rb") as file:
         data = tomllib.load(file, parse_float=Decimal)
-    scale = time_scale_for(seconds_per_policy_day) if hook_available() else 1
+    scale = time_scale_for(seconds_per_policy_day)
     data["version"] = f"{data['version']}+sim{scale}"
     # The derived file lives elsewhere: a pack given by path must stay the same file.
     pack = data["contact_pack"]
     if pack.endswith(".toml") or "/" in pack:
         data["contact_pack"] = str(resolve_contact_pack(pack, source_path.resolve()))
-    if hook_available():
-        data.setdefault("durations", {})[TIME_SCALE_FIELD] = scale
+    data.setdefault("durations", {})[TIME_SCALE_FIELD] = scale
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(to_toml(data))
     policy = load_policy(target)
@@ -65,12 +57,10 @@ def write_compressed_policy(
 
 
 def policy_now(opened_at: datetime, server_now: datetime, time_scale: int) -> datetime:
-    """The case's policy clock: it starts at ``opened_at`` and runs ``time_scale`` times faster."""
-    return opened_at + (server_now - opened_at) * time_scale
-
-
-def server_delay(policy_delay: timedelta, time_scale: int) -> timedelta:
-    return policy_delay / time_scale
+    """What a case opened at ``opened_at`` under ``time_scale`` reads on its clock now."""
+    if time_scale == 1:
+        return server_now
+    return PolicyClock(anchor=opened_at, time_scale=time_scale).policy_time(server_now)
 
 
 def to_toml(data: dict[str, Any]) -> str:

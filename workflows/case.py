@@ -39,6 +39,7 @@ with workflow.unsafe.imports_passed_through():
         propose_plans,
     )
     from activities.esign import EnvelopeState
+    from decisions.clock import PolicyClock
     from schemas.assessment import FinancialProfile, Tier
     from schemas.case import (
         CaseOutcome,
@@ -125,6 +126,8 @@ CONTACT_RETRY = RetryPolicy(
 # Pure decision code: a failure is a bug; keep retrying (visible as pending) until it is fixed.
 DECISION_RETRY = RetryPolicy(maximum_interval=timedelta(minutes=10))
 CALL_TIMEOUT = timedelta(seconds=30)
+POLICY_CLOCK_PATCH = "policy-clock"
+"""Cases opened before this change run on the server's clock when they replay."""
 OFFER_REMINDER_LAG = timedelta(days=3)
 OVERRUN_CHECKPOINT = timedelta(days=30)
 """After the last due date, arrears are checked again this often until paid or broken."""
@@ -206,7 +209,7 @@ class CaseWorkflow:
     # ------------------------------------------------------------------ stages
 
     async def _open(self) -> None:
-        self.s.opened_at = workflow.now()
+        self.s.opened_at = self._now()
         self._enter(CaseStage.COLLECT_INFO, "CASE_OPENED")
         policy = await workflow.execute_activity_method(
             CaseActivities.load_policy,
@@ -214,6 +217,11 @@ class CaseWorkflow:
             retry_policy=SYSTEM_RETRY,
         )
         self.s.policy = policy
+        if workflow.patched(POLICY_CLOCK_PATCH) and policy.durations.time_scale > 1:
+            assert self.s.opened_at is not None
+            self.s.clock = PolicyClock(
+                anchor=self.s.opened_at, time_scale=policy.durations.time_scale
+            )
         self._upsert(policy_version=policy.version)
         loan = await self._system(
             CaseActivities.read_loan, LoanRequest(loan_id=self.s.loan_id, reported=self.s.loan)
@@ -235,7 +243,7 @@ class CaseWorkflow:
     async def _collect_info(self) -> None:
         durations = self._policy.durations
         if self.s.info_requested_at is None:
-            self.s.info_requested_at = workflow.now()
+            self.s.info_requested_at = self._now()
         fresh = self._has_fresh_profile
         if not fresh():
             await self._contact("info_request", until=fresh)
@@ -332,9 +340,7 @@ class CaseWorkflow:
         policy = self._policy
         assert self.s.loan is not None and self.s.assessment is not None
         if self.s.proposal is None:
-            first_due = workflow.now().date() + timedelta(
-                days=policy.durations.first_instalment_days
-            )
+            first_due = self._now().date() + timedelta(days=policy.durations.first_instalment_days)
             proposal = await workflow.execute_local_activity(
                 propose_plans,
                 ProposeInput(
@@ -383,7 +389,7 @@ class CaseWorkflow:
             self._enter(CaseStage.SIGN, "OPTION_CHOSEN")
         elif self.s.counter_profile is not None:
             self.s.profile = self.s.counter_profile
-            self.s.profile_received_at = workflow.now()
+            self.s.profile_received_at = self._now()
             self.s.counter_profile = None
             self.s.reassessment_trigger = ReassessmentTrigger.BORROWER_REQUEST
             self._enter(CaseStage.ASSESS, "COUNTER_PROPOSAL")
@@ -408,7 +414,7 @@ class CaseWorkflow:
         self.s.pending_approval = PendingApproval(
             option_ids=tuple(o.option_id for o in needing),
             required=required,
-            requested_at=workflow.now(),
+            requested_at=self._now(),
         )
         self._record("approval_requested", required.value, *(o.option_id for o in needing))
         decided = lambda: self.s.pending_approval is None  # noqa: E731
@@ -445,7 +451,7 @@ class CaseWorkflow:
                 option=option,
                 loan=self.s.loan,
                 policy=policy,
-                issued_at=workflow.now(),
+                issued_at=self._now(),
             ),
             start_to_close_timeout=CALL_TIMEOUT,
             retry_policy=DECISION_RETRY,
@@ -469,11 +475,11 @@ class CaseWorkflow:
             )
             remaining = timedelta(days=day - elapsed)
             while await self._wait_for(remaining, kind, self._signature_claimed):
-                started = workflow.now()
+                started = self._now()
                 signed_at = await self._confirm_signature()
                 if signed_at is not None:
                     break
-                remaining -= workflow.now() - started
+                remaining -= self._now() - started
             if signed_at is not None or self.s.declined_reason is not None:
                 break
             elapsed = day
@@ -505,7 +511,7 @@ class CaseWorkflow:
         self.s.overrun_checkpoints = 0
         self.s.schedule_shift = timedelta(0)
         self.s.consecutive_missed = 0
-        self.s.next_reassessment_at = workflow.now() + durations.reassessment_interval
+        self.s.next_reassessment_at = self._now() + durations.reassessment_interval
         self._record("signed", agreement.agreement_id, receipt.restructure_ref)
         await self._publish(
             AgreementSigned,
@@ -527,18 +533,18 @@ class CaseWorkflow:
             assert self.s.next_reassessment_at is not None
             if self.s.next_reassessment_at < checkpoint_at:
                 await self._wait_for(
-                    self.s.next_reassessment_at - workflow.now(),
+                    self.s.next_reassessment_at - self._now(),
                     CheckpointKind.REASSESSMENT,
                     lambda: False,
                 )
                 self.s.next_reassessment_at = (
-                    workflow.now() + self._policy.durations.reassessment_interval
+                    self._now() + self._policy.durations.reassessment_interval
                 )
                 self.s.reassessment_trigger = ReassessmentTrigger.PERIODIC
                 self._enter(CaseStage.ASSESS, "PERIODIC_REASSESSMENT")
                 return
             await self._wait_for(
-                checkpoint_at - workflow.now(), CheckpointKind.INSTALMENT_DUE, lambda: False
+                checkpoint_at - self._now(), CheckpointKind.INSTALMENT_DUE, lambda: False
             )
             if self.s.next_instalment >= len(self.s.schedule):
                 self.s.overrun_checkpoints += 1
@@ -575,7 +581,7 @@ class CaseWorkflow:
                         update={
                             "status": InstalmentStatus.PAID,
                             "paid_amount": tracked.instalment.amount,
-                            "paid_at": ledger.last_paid_at or workflow.now(),
+                            "paid_at": ledger.last_paid_at or self._now(),
                         }
                     )
                     newly_paid.append(tracked)
@@ -614,7 +620,7 @@ class CaseWorkflow:
             return
         # Re-assess once, on the borrower's current circumstances: ask for them again.
         self.s.reassessment_trigger = ReassessmentTrigger.BROKEN_PLAN
-        self.s.info_requested_at = workflow.now()
+        self.s.info_requested_at = self._now()
         self.s.schedule = []
         self._enter(CaseStage.COLLECT_INFO, "PLAN_BROKEN")
 
@@ -635,17 +641,17 @@ class CaseWorkflow:
                 continue
             if remaining <= timedelta(0):
                 return False
-            self._set_checkpoint(kind, workflow.now() + remaining)
-            started = workflow.now()
+            self._set_checkpoint(kind, self._now() + remaining)
+            started = self._now()
             try:
                 await workflow.wait_condition(
                     lambda: ready() or self._paused() or self._interrupt_pending(),
-                    timeout=remaining,
+                    timeout=self._server_delay(remaining),
                 )
             except TimeoutError:
                 remaining = timedelta(0)
                 continue
-            remaining -= workflow.now() - started
+            remaining -= self._now() - started
 
     async def _hold(self) -> None:
         """Sit out a pause; a breathing space or timed pause lifts itself."""
@@ -654,11 +660,11 @@ class CaseWorkflow:
         if holds.disputed:
             until = None
         self._set_checkpoint(CheckpointKind.HOLD_ENDS, until)
-        started = workflow.now()
+        started = self._now()
         try:
             await workflow.wait_condition(
                 lambda: not self._paused() or self._interrupt_pending(),
-                timeout=(until - workflow.now()) if until else None,
+                timeout=self._server_delay(until - self._now()) if until else None,
             )
         except TimeoutError:
             self.s.holds = ContactHolds(disputed=holds.disputed)
@@ -667,7 +673,7 @@ class CaseWorkflow:
             await self._publish(CaseResumed)
         finally:
             if self.s.stage is CaseStage.TRACK:
-                self.s.schedule_shift += workflow.now() - started
+                self.s.schedule_shift += self._now() - started
 
     def _paused(self) -> bool:
         holds = self.s.holds
@@ -746,6 +752,7 @@ class CaseWorkflow:
                             contact_log=tuple(self.s.contact_log),
                             holds=self.s.holds,
                             rules=policy.contact,
+                            policy_clock=self.s.clock,
                         ),
                         start_to_close_timeout=CALL_TIMEOUT,
                         retry_policy=CONTACT_RETRY,
@@ -768,13 +775,13 @@ class CaseWorkflow:
                     earliest = decision.next_allowed_at
             if earliest is None:
                 return
-            await self._wait_for(earliest - workflow.now(), CheckpointKind.HOLD_ENDS, until)
+            await self._wait_for(earliest - self._now(), CheckpointKind.HOLD_ENDS, until)
 
     async def _publish(self, event_type: type, **fields: Any) -> None:
         self.s.published_count += 1
         event = event_type(
             event_id=f"{self.s.case_id}-e{self.s.published_count:05d}",
-            occurred_at=workflow.now(),
+            occurred_at=self._now(),
             schema_version=1,
             case_id=self.s.case_id,
             loan_id=self.s.loan_id,
@@ -790,7 +797,7 @@ class CaseWorkflow:
     async def _close(self, outcome: CaseOutcome, reasons: list[str]) -> None:
         self.s.outcome = outcome
         self.s.outcome_reasons = reasons
-        self.s.closed_at = workflow.now()
+        self.s.closed_at = self._now()
         self._offer_open = False
         self._set_checkpoint(None, None)
         self._record("closed", outcome.value, *reasons)
@@ -821,6 +828,14 @@ class CaseWorkflow:
             await self._close(outcome, reasons)
 
     # ------------------------------------------------------------------ state helpers
+
+    def _now(self) -> datetime:
+        """The case's clock: the server's, unless a simulation compressed the case's time."""
+        now = workflow.now()
+        return now if self.s.clock is None else self.s.clock.policy_time(now)
+
+    def _server_delay(self, policy_delay: timedelta) -> timedelta:
+        return policy_delay if self.s.clock is None else self.s.clock.server_delay(policy_delay)
 
     @property
     def _policy(self) -> Any:
@@ -860,7 +875,8 @@ class CaseWorkflow:
         status = await self._system(CaseActivities.signature_status, self.s.envelope_id)
         self.s.signature_claimed = False
         if status.state is EnvelopeState.SIGNED:
-            return status.signed_at or workflow.now()
+            # A compressed case signs on its own clock, not the vendor's.
+            return (status.signed_at if self.s.clock is None else None) or self._now()
         self._record("signature_unconfirmed", status.state.value)
         return None
 
@@ -900,7 +916,7 @@ class CaseWorkflow:
 
     def _enter(self, stage: CaseStage, reason: str) -> None:
         self.s.stage = stage
-        self.s.stages.append(StageChange(stage=stage, at=workflow.now(), reason=reason))
+        self.s.stages.append(StageChange(stage=stage, at=self._now(), reason=reason))
         self._upsert(stage=stage.value)
         workflow.logger.info("case %s stage %s (%s)", self.s.case_id, stage.value, reason)
 
@@ -909,7 +925,7 @@ class CaseWorkflow:
         self.s.decisions.append(
             DecisionRecord(
                 kind=kind,
-                at=workflow.now(),
+                at=self._now(),
                 policy_version=policy.version if policy else "none",
                 contact_rules_version=policy.contact.version if policy else None,
                 summary=summary,
@@ -976,10 +992,10 @@ class CaseWorkflow:
 
     def _take_profile(self, profile: FinancialProfile) -> None:
         self.s.profile = profile
-        self.s.profile_received_at = workflow.now()
+        self.s.profile_received_at = self._now()
         if self.s.stage in (CaseStage.PROPOSE, CaseStage.SIGN, CaseStage.TRACK):
             self._reassess_requested = True
-            self.s.info_requested_at = workflow.now()
+            self.s.info_requested_at = self._now()
 
     # ------------------------------------------------------------------ updates (people)
 
@@ -1122,7 +1138,7 @@ class CaseWorkflow:
 
     @workflow.update(name="pause")
     async def pause(self, request: Pause) -> Accepted:
-        now = workflow.now()
+        now = self._now()
         if request.breathing_space:
             until = now + self._policy.contact.breathing_space
             self.s.holds = self.s.holds.model_copy(update={"breathing_space_until": until})
@@ -1141,7 +1157,7 @@ class CaseWorkflow:
         self._require_open()
         if request.breathing_space and request.until is not None:
             raise _refuse("pause: a breathing space lasts as the contact rules say; omit until")
-        if request.until is not None and request.until <= workflow.now():
+        if request.until is not None and request.until <= self._now():
             raise _refuse("pause: until is in the past")
         holds = self.s.holds
         if request.breathing_space and holds.breathing_space_until is not None:
@@ -1213,7 +1229,7 @@ class CaseWorkflow:
         self._require_open()
 
     def _add_note(self, author_id: str, text: str) -> None:
-        self.s.notes.append(NoteRecord(author_id=author_id, at=workflow.now(), text=text))
+        self.s.notes.append(NoteRecord(author_id=author_id, at=self._now(), text=text))
 
     @workflow.update(name="situation_changed")
     def situation_changed(self, request: SituationChanged) -> Accepted:
@@ -1242,7 +1258,8 @@ class CaseWorkflow:
             loan_id=s.loan_id,
             stage=s.stage,
             policy_version=s.policy.version if s.policy else "pending",
-            opened_at=s.opened_at or workflow.now(),
+            opened_at=s.opened_at or self._now(),
+            time_scale=s.clock.time_scale if s.clock else 1,
             tier=assessment.tier if assessment else None,
             reasons=assessment.reasons if assessment else (),
             assessment=assessment,

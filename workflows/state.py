@@ -6,6 +6,7 @@ from datetime import date, datetime, timedelta
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from decisions.clock import PolicyClock
 from decisions.policy import Policy
 from schemas.assessment import Assessment, CreditRecord, FinancialProfile, ReasonCode
 from schemas.case import CaseOutcome, CaseStage, Checkpoint, TrackedInstalment
@@ -60,6 +61,8 @@ class CaseState(BaseModel):
     delinquent_since: date
     case_id: str
     opened_at: datetime | None = None
+    clock: PolicyClock | None = None
+    """Set only for a simulation's compressed time; None is the server's clock."""
     run_count: int = 1
 
     stage: CaseStage = CaseStage.COLLECT_INFO

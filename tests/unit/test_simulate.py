@@ -22,7 +22,6 @@ from simulate.portfolio import SimulatedLoan, generate_portfolio
 from simulate.profiles import DEFAULT_MIX, MixError, Profile, assign_profiles, parse_mix
 from simulate.report import html_report, summarise
 from simulate.timescale import (
-    hook_available,
     policy_now,
     time_scale_for,
     to_toml,
@@ -120,10 +119,8 @@ def test_compressed_policy_loads_and_marks_its_version(tmp_path: Path) -> None:
     policy = load_policy(written.path)
     assert policy.version == written.version
     assert "+sim" in policy.version
-    assert written.time_scale == (86_400 if hook_available() else 1)
-    assert policy.durations == load_policy().durations.model_copy(
-        update={"time_scale": written.time_scale} if hook_available() else {}
-    )
+    assert written.time_scale == 86_400
+    assert policy.durations == load_policy().durations.model_copy(update={"time_scale": 86_400})
 
 
 def test_time_scale_and_policy_clock() -> None:

@@ -332,7 +332,11 @@ async def new_case(case_env: WorkflowEnvironment) -> AsyncIterator[Callable[...,
     workers: list[Worker] = []
     cases: list[Case] = []
 
-    async def build(loan: LoanOverdue | None = None, credit: CreditRecord | None = None) -> Case:
+    async def build(
+        loan: LoanOverdue | None = None,
+        credit: CreditRecord | None = None,
+        policy_file: Path | None = None,
+    ) -> Case:
         loan = loan or overdue_event()
         core_banking = CoreBankingSimulator()
         core_banking.add_loan(loan, credit)
@@ -352,6 +356,7 @@ async def new_case(case_env: WorkflowEnvironment) -> AsyncIterator[Callable[...,
             gateway=case.gateway,
             esign=case.esign,
             publisher=case.publisher,
+            policy_file=policy_file,
             clock=case_env.get_current_time,
         )
         worker = Worker(

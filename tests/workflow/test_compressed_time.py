@@ -1,0 +1,102 @@
+"""Compressed policy time for simulations: one policy day per server second. A 12-month plan
+runs on the case's own clock (due dates, contact rules, checkpoints) while the server's timers
+fire 86,400 times sooner; cases opened before the clock existed replay unchanged
+(``test_replay.py``)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+
+from schemas.case import CaseOutcome, CaseStage, InstalmentStatus
+from schemas.events import LoanPayment
+from simulate.timescale import policy_now, write_compressed_policy
+from tests.workflow.conftest import overdue_event, profile
+
+pytestmark = pytest.mark.workflow
+
+ONE_SECOND_PER_DAY = Decimal(1)
+
+
+async def test_a_12_month_plan_plays_out_in_server_minutes(new_case, tmp_path) -> None:
+    policy = write_compressed_policy(None, tmp_path / "policy.toml", ONE_SECOND_PER_DAY)
+    assert policy.time_scale == 86_400
+    case = await new_case(overdue_event(remaining_term_months=6), policy_file=policy.path)
+    await case.start()
+    view = await case.until(lambda v: v.contact_log, "first contact")
+    assert view.time_scale == 86_400
+    opened = view.opened_at
+
+    async def policy_time() -> datetime:
+        return policy_now(opened, await case.now(), policy.time_scale)
+
+    async def skip_to(moment: datetime) -> None:
+        server_moment = opened + (moment - opened) / policy.time_scale
+        now = await case.now()
+        if server_moment > now:
+            await case.skip(server_moment - now)
+
+    await case.h.execute_update(
+        "submit_financials", {"profile": profile(monthly_income=Decimal("14000.00"))}
+    )
+    view = await case.until_offer()
+    assert view.proposal is not None
+    twelve = next(o for o in view.proposal.offered if o.terms.term_months == 12)
+    await case.h.execute_update("choose_option", {"option_id": twelve.option_id})
+    view = await case.until(
+        lambda v: v.stage is CaseStage.SIGN and v.agreement is not None, "out for signature"
+    )
+    assert view.agreement is not None
+    envelope_id = case.esign.by_agreement[view.agreement.agreement_id]
+    case.esign.borrower_signs(envelope_id, datetime.now(UTC))  # the vendor's wall clock
+    await case.h.execute_update("sign", {"envelope_id": envelope_id})
+    view = await case.until(lambda v: v.stage is CaseStage.TRACK, "tracking")
+    # Signed on the case's clock, not the vendor's: the schedule starts from there.
+    assert view.agreement is not None and view.agreement.issued_at > opened
+
+    for tracked in view.schedule:
+        due = datetime.combine(tracked.instalment.due_date, datetime.min.time(), UTC)
+        await skip_to(due + timedelta(hours=10))
+        paid_at = await policy_time()
+        case.core_banking.record_payment(case.loan.loan_id, tracked.instalment.amount, paid_at)
+        await case.signal(
+            "payment",
+            LoanPayment(
+                event_id=f"pay-{case.loan.loan_id}-i{tracked.instalment.number}",
+                occurred_at=paid_at,
+                schema_version=1,
+                loan_id=case.loan.loan_id,
+                currency=case.loan.currency,
+                amount=tracked.instalment.amount,
+                paid_at=paid_at,
+                channel="bank_transfer",
+            ),
+        )
+    last_payment_server_time = await case.now()
+    view = await case.finish("compressed_12_month_plan")
+
+    assert view.outcome is CaseOutcome.CURED
+    assert all(t.status is InstalmentStatus.PAID for t in view.schedule)
+    assert len(view.schedule) == 12
+    assert view.closed_at is not None
+    # About 13 policy months from opening to close (30 days to the first due date, eleven
+    # more months, grace): all of it in well under ten server minutes.
+    assert view.closed_at - opened > timedelta(days=360)
+    # (the case's anchor, ``opened``, is the same moment on both clocks)
+    assert last_payment_server_time - opened < timedelta(minutes=10)
+    # Periodic re-assessments (every 90 policy days) happened on the compressed clock too.
+    assert [e.trigger for e in case.events() if e.kind == "reassessed"] == ["periodic"] * 4
+
+
+async def test_the_server_clock_is_kept_without_a_time_scale(new_case) -> None:
+    case = await new_case()
+    await case.start()
+    view = await case.until(lambda v: v.next_checkpoint is not None, "a checkpoint")
+    assert view.time_scale == 1
+    # The first reminder is three real days out.
+    assert view.next_checkpoint is not None
+    reminder_in = view.next_checkpoint.at - await case.now()
+    assert timedelta(days=2, hours=23) < reminder_in <= timedelta(days=3)
+    await case.h.terminate("test over")
