@@ -62,6 +62,11 @@ class StreamsSettings(BaseModel):
     web_port: int = 6066  # faust web: /stats, /metrics (Prometheus)
     # Events handled concurrently per batch; its offsets commit only once all are in Temporal.
     batch_size: int = 64
+    # How long a batch waits to fill before it is delivered anyway: latency vs. batching.
+    batch_linger_seconds: float = Field(default=0.05, gt=0, le=5)
+    # Event ids Temporal accepted, remembered so a redelivery skips the round trip (a cache: the
+    # case's own event-id check is the guarantee, and after a restart it is all there is).
+    remembered_event_ids: int = Field(default=200_000, ge=0)
     retry_initial_seconds: float = 0.2
     retry_max_seconds: float = 10.0
     # A processor that dies without leaving the group holds its partitions this long.

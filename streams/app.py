@@ -13,7 +13,8 @@ Commit discipline (why no event is lost or skipped):
 * Transient failures are retried in place (``streams.ingest``): the batch, and so the partitions,
   wait. A crash or SIGKILL before the acknowledgement re-delivers the batch after restart; a
   redelivered overdue event signal-with-starts the same workflow id and the case drops an
-  ``event_id`` it has already applied, so every event lands once in effect.
+  ``event_id`` it has already applied, so every event lands once in effect. (A redelivery this
+  process already delivered is skipped before Temporal: ``ingest.DeliveredEvents``.)
 * Values are read as raw bytes and validated here, so a bad message can never crash a codec.
 """
 
@@ -38,8 +39,6 @@ from streams.metrics import Outcome, StreamMetrics
 
 log = logging.getLogger("accord.streams")
 
-# How long a batch waits to fill up before it is delivered anyway: latency vs. batching.
-BATCH_LINGER_SECONDS = 0.2
 METRICS_PATH = "/accord/metrics"
 HEALTH_PATH = "/accord/health"
 
@@ -139,6 +138,7 @@ def create_app(settings: Settings) -> faust.App:
             ingestor,
             metrics,
             settings.streams.batch_size,
+            settings.streams.batch_linger_seconds,
         )
 
     @app.page(METRICS_PATH)
@@ -169,9 +169,10 @@ def _add_ingest_agent(
     ingestor: Ingestor,
     metrics: StreamMetrics,
     batch_size: int,
+    linger_seconds: float,
 ) -> None:
     async def ingest(stream: StreamT) -> None:
-        async for events in stream.noack_take(batch_size, within=BATCH_LINGER_SECONDS):
+        async for events in stream.noack_take(batch_size, within=linger_seconds):
             batch: Sequence[EventT] = events  # noack_take buffers the events themselves
             started = time.monotonic()
             try:

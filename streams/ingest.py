@@ -17,6 +17,9 @@ Independent of faust so the delivery rules read in one place:
   place with capped exponential backoff, for as long as it takes: the caller acknowledges a
   message only after this returns, so a partition waits rather than skips.
 * Invalid events and permanent rejections go to ``<topic>.dlq``; the caller continues.
+* An event id this process already delivered (a producer retry, a replayed topic) is counted
+  ``skipped/duplicate`` without a Temporal call: a redelivery costs microseconds, not a history
+  write. Only a shortcut: the case's own event-id check is what makes delivery exactly-once.
 
 ``handle`` never raises (except cancellation): faust would acknowledge a message whose agent raised.
 """
@@ -81,6 +84,31 @@ class InboundMessage:
     headers: Sequence[tuple[str, bytes]] = field(default_factory=tuple)
 
 
+class DeliveredEvents:
+    """The most recent event ids Temporal accepted (or refused for good), oldest forgotten first.
+
+    Accepted stays accepted, so an id may be remembered across rebalances; it is per process and
+    empty after a restart, when the case's own check catches the redelivered tail."""
+
+    def __init__(self, capacity: int) -> None:
+        self._capacity = capacity
+        self._ids: OrderedDict[str, None] = OrderedDict()
+
+    def __contains__(self, event_id: str) -> bool:
+        return event_id in self._ids
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    def add(self, event_id: str) -> None:
+        if self._capacity == 0:
+            return
+        self._ids[event_id] = None
+        self._ids.move_to_end(event_id)
+        while len(self._ids) > self._capacity:
+            self._ids.popitem(last=False)
+
+
 class PermanentFailure(Exception):
     """Delivery failed in a way a retry cannot fix."""
 
@@ -132,6 +160,7 @@ class Ingestor:
         self._dead_letter_sink = dead_letter
         self._metrics = metrics
         self._open_cases: OrderedDict[str, str] = OrderedDict()  # loan_id → case id
+        self._delivered = DeliveredEvents(settings.streams.remembered_event_ids)
         topics = settings.kafka.topics
         # Configured topic name → the contract's own name (a bank may rename the topics).
         self._contract_topic = {
@@ -167,7 +196,12 @@ class Ingestor:
     async def _handle(self, message: InboundMessage) -> tuple[Outcome, str]:
         try:
             event = self._validate(message)
-            return await self._retrying(message.topic, lambda: self._deliver(event))
+            if event.event_id in self._delivered:
+                return Outcome.SKIPPED, "duplicate"
+            outcome, reason = await self._retrying(message.topic, lambda: self._deliver(event))
+            if outcome is Outcome.PROCESSED or reason == "case_closed":
+                self._delivered.add(event.event_id)
+            return outcome, reason
         except PermanentFailure as failure:
             rejection = failure.rejection
         except Exception as error:  # a bug must not stop the partition: dead-letter, re-drive later

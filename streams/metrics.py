@@ -10,7 +10,7 @@ from enum import StrEnum
 
 class Outcome(StrEnum):
     PROCESSED = "processed"  # Temporal accepted the start or signal
-    SKIPPED = "skipped"  # nothing to deliver to: no open case, or the case has closed
+    SKIPPED = "skipped"  # no open case, the case has closed, or already delivered (duplicate)
     DEAD_LETTERED = "dead_lettered"
 
 

@@ -39,6 +39,7 @@ from workflows import search_attributes as sa
 pytestmark = pytest.mark.integration
 
 CASES = 1000
+SIGNALED = "workflow_execution_signaled_event_attributes"
 
 
 async def test_thousand_overdue_events_open_thousand_cases_once(
@@ -80,13 +81,22 @@ async def test_thousand_overdue_events_open_thousand_cases_once(
             assert attributes.get(sa.OUTSTANDING_AMOUNT) == 10131  # 10130.50 rounded up
         assert not by_id, f"{len(by_id)} cases without their search attributes"
 
-        # The same 1,000 again (a producer retry, a replay): no new case, nothing applied twice.
+        # The same 1,000 again (a producer retry, a replay): no new case, nothing applied twice,
+        # and the processor recognises them itself: not one more signal in any case's history.
         await producer.send_events(topic, events)
 
-        await wait_processed(stream, topic, 2 * CASES)
+        async def all_recognised() -> bool:
+            return await stream.count(topic, "skipped") == CASES
+
+        await wait_until(all_recognised, within=60, what="1,000 redelivered events skipped")
+        assert await stream.count(topic, "processed") == CASES
         await wait_for_applied(temporal_client, expected, within=60)
         assert await count_cases(temporal_client, f"L{tag}-") == CASES
         assert await stream.count(topic, "dead_lettered") == 0
+        for loan in loans[:: CASES // 20]:
+            history = await temporal_client.get_workflow_handle(case_of(loan)).fetch_history()
+            signals = [e for e in history.events if e.HasField(SIGNALED)]
+            assert len(signals) == 1, f"{case_of(loan)}: {len(signals)} signals"
 
 
 async def test_poison_messages_are_dead_lettered_and_the_rest_flows(
