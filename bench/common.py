@@ -131,14 +131,14 @@ async def simulation_stack(
             await stream.down()
 
 
-async def scrape(address: str) -> str:
-    """GET /metrics (plain HTTP/1.0: no client library for one request)."""
+async def scrape(address: str, path: str = "/metrics") -> str:
+    """GET a Prometheus page (plain HTTP/1.0: no client library for one request)."""
     import asyncio
 
     host, port = split_host_port(address)
     reader, writer = await asyncio.open_connection(host, port)
     try:
-        writer.write(f"GET /metrics HTTP/1.0\r\nHost: {address}\r\n\r\n".encode())
+        writer.write(f"GET {path} HTTP/1.0\r\nHost: {address}\r\n\r\n".encode())
         await writer.drain()
         raw = await reader.read()
     finally:
