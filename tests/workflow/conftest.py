@@ -168,9 +168,10 @@ class Case:
     async def signal(self, name: str, event: Any) -> None:
         await self.h.signal(name, event)
 
-    async def pay(self, amount: str, event_suffix: str) -> None:
-        """The borrower pays through a bank channel: the ledger moves, Kafka tells the case."""
-        paid_at = await self.now()
+    async def pay(self, amount: str, event_suffix: str, paid_at: datetime | None = None) -> None:
+        """The borrower pays through a bank channel: the ledger moves, Kafka tells the case.
+        ``paid_at`` defaults to the server's clock (a compressed case passes its own)."""
+        paid_at = paid_at or await self.now()
         self.core_banking.record_payment(self.loan.loan_id, Decimal(amount), paid_at)
         await self.signal(
             "payment",

@@ -11,7 +11,6 @@ from decimal import Decimal
 import pytest
 
 from schemas.case import CaseOutcome, CaseStage, InstalmentStatus
-from schemas.events import LoanPayment
 from simulate.timescale import policy_now, write_compressed_policy
 from tests.workflow.conftest import overdue_event, profile
 
@@ -59,20 +58,8 @@ async def test_a_12_month_plan_plays_out_in_server_minutes(new_case, tmp_path) -
     for tracked in view.schedule:
         due = datetime.combine(tracked.instalment.due_date, datetime.min.time(), UTC)
         await skip_to(due + timedelta(hours=10))
-        paid_at = await policy_time()
-        case.core_banking.record_payment(case.loan.loan_id, tracked.instalment.amount, paid_at)
-        await case.signal(
-            "payment",
-            LoanPayment(
-                event_id=f"pay-{case.loan.loan_id}-i{tracked.instalment.number}",
-                occurred_at=paid_at,
-                schema_version=1,
-                loan_id=case.loan.loan_id,
-                currency=case.loan.currency,
-                amount=tracked.instalment.amount,
-                paid_at=paid_at,
-                channel="bank_transfer",
-            ),
+        await case.pay(
+            str(tracked.instalment.amount), f"i{tracked.instalment.number}", await policy_time()
         )
     last_payment_server_time = await case.now()
     view = await case.finish("compressed_12_month_plan")
