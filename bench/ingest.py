@@ -398,11 +398,15 @@ def _round(value: float | None) -> float | None:
 
 async def main(arguments: argparse.Namespace) -> None:
     run = datetime.now(UTC).strftime("%H%M%S")
-    async with bench_stack("ingest", keep=arguments.keep) as settings:
+    streams = {"batch_linger_seconds": arguments.linger} if arguments.linger else {}
+    async with bench_stack("ingest", keep=arguments.keep, streams=streams) as settings:
         batch_size = settings.streams.batch_size
         client = await connect_temporal(settings)
         loads = {"start": load_average()}
-        print(f"ingest: {arguments.events} events per phase, batch size {batch_size}")
+        print(
+            f"ingest: {arguments.events} events per phase, batch size {batch_size}, "
+            f"linger {settings.streams.batch_linger_seconds} s"
+        )
         baseline = await phase_baseline(settings, client, arguments.events, f"B{run}", batch_size)
         loads["baseline"] = load_average()
         print(f"  baseline {baseline.rate:.0f} events/s")
@@ -461,6 +465,7 @@ async def main(arguments: argparse.Namespace) -> None:
         {
             "events_per_phase": arguments.events,
             "batch_size": batch_size,
+            "batch_linger_seconds": settings.streams.batch_linger_seconds,
             "phases": {
                 p.name: {
                     "events": p.events,
@@ -489,6 +494,7 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=5_000)
     parser.add_argument("--latency-seconds", type=float, default=20.0)
+    parser.add_argument("--linger", type=float, help="streams.batch_linger_seconds (default 0.05)")
     parser.add_argument("--keep", action="store_true", help="keep the data dir (for inspection)")
     parser.add_argument("--profile", action="store_true", help="py-spy the stream processor")
     asyncio.run(main(parser.parse_args()))
