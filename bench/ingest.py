@@ -396,6 +396,42 @@ def _round(value: float | None) -> float | None:
     return round(value, 1) if value is not None else None
 
 
+async def latency_only(arguments: argparse.Namespace) -> None:
+    """Only the latency phase, at a given rate: to re-measure it when the machine is quiet."""
+    run = datetime.now(UTC).strftime("%H%M%S")
+    streams = {"batch_linger_seconds": arguments.linger} if arguments.linger else {}
+    async with bench_stack("ingest", keep=arguments.keep, streams=streams) as settings:
+        client = await connect_temporal(settings)
+        stream = Stack(settings, only=["stream"])
+        await stream.up()
+        try:
+            latency = await phase_latency(
+                settings, client, arguments.latency_rate, arguments.latency_seconds, f"L{run}"
+            )
+        finally:
+            await stream.down()
+        load = load_average()
+    print_table(
+        "Ingest latency (isolated embedded stack, no worker)",
+        [
+            ("event→case start", f"p50 {latency['p50_ms']} ms, p99 {latency['p99_ms']} ms, "
+             f"max {latency['max_ms']} ms (target p99 <= 250)"),
+            ("offered", f"{latency['offered_rate']} ev/s, {latency['started']}/"
+             f"{latency['events']} started; linger {settings.streams.batch_linger_seconds} s"),
+            ("load average", str(load)),
+        ],
+    )  # fmt: skip
+    path = write_result(
+        "ingest-latency",
+        {
+            "batch_linger_seconds": settings.streams.batch_linger_seconds,
+            "latency": latency,
+            "load_average": load,
+        },
+    )
+    print(f"\nresult: {path}")
+
+
 async def main(arguments: argparse.Namespace) -> None:
     run = datetime.now(UTC).strftime("%H%M%S")
     streams = {"batch_linger_seconds": arguments.linger} if arguments.linger else {}
@@ -497,4 +533,10 @@ if __name__ == "__main__":
     parser.add_argument("--linger", type=float, help="streams.batch_linger_seconds (default 0.05)")
     parser.add_argument("--keep", action="store_true", help="keep the data dir (for inspection)")
     parser.add_argument("--profile", action="store_true", help="py-spy the stream processor")
-    asyncio.run(main(parser.parse_args()))
+    parser.add_argument(
+        "--latency-rate",
+        type=float,
+        help="only the latency phase, at this many events/s (e.g. half an earlier run's rate)",
+    )
+    parsed = parser.parse_args()
+    asyncio.run(latency_only(parsed) if parsed.latency_rate else main(parsed))
