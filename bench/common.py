@@ -12,6 +12,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -101,20 +102,45 @@ class SimulationStack:
     time_scale: int
 
 
+BYTECODE_PACKAGES = ("schemas", "decisions", "workflows", "activities")
+
+
+def compile_bytecode() -> None:
+    """What ``make bytecode`` and the image build do: the workflow sandbox re-imports the workflow
+    modules for every new case (and every cache miss), and without an up-to-date ``.pyc`` (the
+    source changed since ``make install``; nothing writes one under PYTHONDONTWRITEBYTECODE=1)
+    each import compiles ``workflows/case.py`` from source: measure the worker as it ships."""
+    import compileall
+
+    root = Path(__file__).resolve().parent.parent
+    for package in BYTECODE_PACKAGES:
+        compileall.compile_dir(root / package, quiet=1)
+
+
 @contextlib.asynccontextmanager
 async def simulation_stack(
-    name: str, keep: bool = False, **overrides: Any
+    name: str,
+    keep: bool = False,
+    *,
+    seconds_per_policy_day: Decimal = Decimal(1),
+    durations: dict[str, int] | None = None,
+    policy_tag: str | None = None,
+    **overrides: Any,
 ) -> AsyncIterator[SimulationStack]:
     """Kafka, Temporal, the real stream processor and the simulated bank's worker (with SDK
-    metrics on a free port), on the compressed policy; all stopped on exit."""
-    from decimal import Decimal
-
+    metrics on a free port), on the compressed policy (``seconds_per_policy_day``; optional
+    ``durations`` overrides); all stopped on exit."""
     from simulate.bank_process import start_bank, stop_bank
     from simulate.timescale import write_compressed_policy
 
+    compile_bytecode()
     async with bench_stack(name, keep=keep, **overrides) as base:
         policy = write_compressed_policy(
-            base.policy_file, base.data_dir / "policy.toml", Decimal(1)
+            base.policy_file,
+            base.data_dir / "policy.toml",
+            seconds_per_policy_day,
+            durations=durations,
+            tag=policy_tag,
         )
         settings = base.model_copy(update={"policy_file": policy.path.resolve()})
         host = split_host_port(settings.temporal.address)[0]
@@ -129,6 +155,14 @@ async def simulation_stack(
                 await stop_bank(bank, settings, lambda m: print(f"  {m}"))
         finally:
             await stream.down()
+
+
+def task_timeouts(log: Path) -> int:
+    """Workflow tasks the worker did not finish within the task timeout (its own warnings)."""
+    if not log.exists():
+        return 0
+    with log.open(errors="replace") as lines:
+        return sum(1 for line in lines if "Task not found when completing" in line)
 
 
 async def scrape(address: str, path: str = "/metrics") -> str:

@@ -4,7 +4,7 @@ compressed policy.
 
 Prints and records: cases completed per second, outcomes, workflow-task latency p50/p99 (the
 worker SDK's own histograms), worker CPU and RSS. Usage:
-  .venv/bin/python -m bench.lifecycle [--loans 2000] [--duration 600] [--mix ...]
+  .venv/bin/python -m bench.lifecycle [--loans 2000] [--duration 600] [--rate 2] [--mix ...]
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import time
 from datetime import UTC, datetime
+from decimal import Decimal
 
 from bench.common import (
     ProcessWatch,
@@ -24,12 +25,14 @@ from bench.common import (
     progress_printer,
     scrape,
     simulation_stack,
+    task_timeouts,
     write_result,
 )
 from clients import connect_temporal
 from decisions.policy import load_policy
 from schemas.case import CaseStage
 from settings import Settings
+from simulate.bank_process import BANK
 from simulate.engine import Simulation, SimulationConfig
 from simulate.portfolio import generate_portfolio
 from simulate.profiles import parse_mix
@@ -47,7 +50,10 @@ LATENCY_METRICS = {
 async def main(arguments: argparse.Namespace) -> None:
     started = datetime.now(UTC)
     loads = {"start": load_average()}
-    async with simulation_stack("lifecycle", keep=arguments.keep) as running:
+    seconds_per_day = Decimal(arguments.seconds_per_day)
+    async with simulation_stack(
+        "lifecycle", keep=arguments.keep, seconds_per_policy_day=seconds_per_day
+    ) as running:
         settings = running.settings
         loans = generate_portfolio(
             arguments.loans,
@@ -64,7 +70,7 @@ async def main(arguments: argparse.Namespace) -> None:
                 grace_days=load_policy(settings.policy_file).durations.grace_days,
                 seed=arguments.seed,
                 duration_seconds=arguments.duration,
-                publish_rate=arguments.rate,
+                publish_rate=arguments.rate or None,
                 audit=False,
                 final_views=False,
                 idle_seconds=arguments.idle_seconds,
@@ -85,6 +91,7 @@ async def main(arguments: argparse.Namespace) -> None:
                 records = await simulation.run()
                 elapsed = time.monotonic() - began
         loads["end"] = load_average()
+        timeouts = task_timeouts(supervisor.log_file(BANK))
         metrics = await scrape(running.metrics_address)
         open_by_stage = await stage_counts(settings, loans[0].overdue.loan_id.rsplit("-", 1)[0])
     latency = {
@@ -97,14 +104,19 @@ async def main(arguments: argparse.Namespace) -> None:
         ("loans / opened / closed", f"{summary.cases} / {summary.opened} / {closed}"),
         ("time scale (policy s per real s)", f"{running.time_scale}"),
         ("run seconds", f"{elapsed:.1f}"),
+        ("overdue events / s (publish rate)", arguments.rate or "all at once"),
         ("cases completed / s", f"{closed / elapsed:.2f}"),
         ("agreements signed", str(len(summary.days_to_agreement))),
         ("still open by stage", open_by_stage),
-        ("closing reasons", dict(summary.closing_reasons.most_common(6))),
+        ("median policy days to agreement", summary.days_to_agreement_median),
+        ("closing reasons", dict(summary.closing_reasons.most_common(8))),
     ]  # fmt: skip
+    for profile, outcomes in summary.outcomes_by_profile.items():
+        rows.append((f"  {profile}", dict(outcomes.most_common())))
     for name, values in latency.items():
         rows.append((f"{name} p50/p99 (n)", f"{values['p50']} / {values['p99']}  "
                                              f"({int(values['count'] or 0)})"))  # fmt: skip
+    rows.append(("workflow tasks timed out (worker log)", timeouts))
     rows.append(("worker (bank) cpu / rss", str(watch.summary())))
     for name, other in other_watches.items():
         rows.append((f"{name} cpu / rss", str(other.summary())))
@@ -116,11 +128,13 @@ async def main(arguments: argparse.Namespace) -> None:
             "loans": arguments.loans,
             "mix": arguments.mix or "default",
             "time_scale": running.time_scale,
+            "publish_rate": arguments.rate or None,
             "seconds": round(elapsed, 1),
             "cases_completed_per_second": round(closed / elapsed, 3),
             "summary": summary.to_json(),
             "open_by_stage": open_by_stage,
             "latency": latency,
+            "workflow_task_timeouts": timeouts,
             "worker": watch.summary(),
             "servers": {name: other.summary() for name, other in other_watches.items()},
             "load_average": loads,
@@ -155,11 +169,18 @@ if __name__ == "__main__":
     parser.add_argument("--duration", type=float, default=600.0, help="seconds, at most")
     parser.add_argument("--mix", default=None, help="as `accord simulate --mix`")
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--rate", type=float, default=None, help="overdue events per second")
+    parser.add_argument(
+        "--rate", type=float, default=2.0,
+        help="overdue events per second (0: all at once). On compressed time a backlog turns "
+             "into policy days: a case that waits 14 s for the worker misses a 14-day deadline",
+    )  # fmt: skip
+    parser.add_argument(
+        "--seconds-per-day", default="1",
+        help="real seconds per policy day (1: a policy day per second, time scale 86,400)",
+    )  # fmt: skip
     parser.add_argument(
         "--idle-seconds", type=float, default=None,
-        help="stop when no case signed or closed for this long (e.g. without the time-scale "
-             "hook)",
+        help="stop when no case signed or closed for this long",
     )  # fmt: skip
     parser.add_argument("--keep", action="store_true")
     parser.add_argument("--profile", action="store_true", help="py-spy the worker")

@@ -90,7 +90,9 @@ def _seconds_per_day(text: str) -> Decimal:
     "--rate",
     type=click.FloatRange(0.1),
     default=None,
-    help="Overdue events per second (default: as fast as Kafka takes them).",
+    help="Overdue events per second (default: as fast as Kafka takes them). On compressed time "
+    "a worker backlog turns into policy days (cases miss deadlines): a 2-core machine keeps up "
+    "with about 2 a second.",
 )
 @click.option(
     "--bank/--no-bank",

@@ -205,7 +205,7 @@ def _propose(
         for o in view.proposal.offered
         if o.required_authority == ApprovalAuthority.AUTOMATIC or o.option_id in memory.approved
     ]
-    offer = (view.proposal.policy_version, *sorted(o.option_id for o in available))
+    offer = _offer_key(view, available)
     if not available or offer in memory.answered_offers:
         return actions
     memory.answered_offers.add(offer)
@@ -222,6 +222,23 @@ def _propose(
     if profile in (Profile.TEMPORARY_HARDSHIP, Profile.LASTING_HARDSHIP):
         return [*actions, ChooseOption(min(available, key=_first_instalment).option_id)]
     return [*actions, ChooseOption(by_rank[0].option_id)]
+
+
+def _offer_key(view: CaseView, available: list[PlanOption]) -> tuple[str, ...]:
+    """What makes an offer new to the borrower. The same options come back after an agreement
+    expired unsigned (the case re-offers its proposal: the round names the expired agreement)
+    and after a counter-proposal (re-assessed: the affordable instalment changed), and each
+    time the case waits for an answer again."""
+    affordable = ""
+    if view.assessment is not None and view.assessment.affordability is not None:
+        affordable = str(view.assessment.affordability.affordable_instalment)
+    assert view.proposal is not None
+    return (
+        _round(view),
+        view.proposal.policy_version,
+        affordable,
+        *sorted(f"{o.option_id}:{o.expected_recovery}" for o in available),
+    )
 
 
 def _first_instalment(option: PlanOption) -> Decimal:
@@ -278,7 +295,10 @@ def _track(
         if rng.random() < MISS_SHARE[loan.profile]:
             continue
         if loan.profile is Profile.PAYS_LATE:
-            offset = rng.randint(1, max(grace_days, 1))
+            # Late, within the grace period, but not on its last day: the case checks the ledger
+            # at the next midnight, and on a compressed clock (a day a second) the payment's
+            # trip through Kafka to the ledger is a good part of that last day.
+            offset = rng.randint(1, max(grace_days - 1, 1))
         else:
             offset = -rng.randint(0, 2)
         actions.append(

@@ -57,7 +57,14 @@ DISPUTE_REVIEW_POLICY_DAYS = 2
 MAX_SERVER_DELAY_SECONDS = 2.0
 """A reaction delay never exceeds this much real time (time scale 1 must still move)."""
 RETRY_LOOK_SECONDS = (0.5, 1.0, 2.0, 4.0, 8.0)
-PREMATURE = ("no offer is open yet", "still opening", "only in stage")
+PREMATURE = (
+    "no offer is open yet",
+    "still opening",
+    "only in stage",
+    # The agreement shows in the view before its envelope is sent (the borrower is quicker
+    # than the provider's callback would ever be): sign again once the envelope exists.
+    "not the envelope this case is waiting for",
+)
 
 
 @dataclass
@@ -66,6 +73,11 @@ class CaseRecord:
 
     loan: SimulatedLoan
     opened_at: datetime | None = None
+    """When the case published ``opened`` (on the case's clock)."""
+    anchor: datetime | None = None
+    """Where the case's clock meets the server's (``CaseView.opened_at``); known once looked at."""
+    time_scale: int | None = None
+    """The case's own time scale (``CaseView.time_scale``); known once looked at."""
     tier: str | None = None
     outcome: str | None = None
     outcome_reasons: tuple[str, ...] = ()
@@ -142,7 +154,7 @@ class Simulation:
         await consumer.start()
         try:
             topic = self.settings.kafka.topics.case_events
-            partitions = await _partitions(consumer, topic)
+            partitions = await topic_partitions(consumer, topic)
             consumer.assign(partitions)
             await consumer.seek_to_end(*partitions)
             for partition in partitions:  # fix the start before the first case can publish
@@ -263,19 +275,20 @@ class Simulation:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    def _server_delay(self, policy_delay: timedelta) -> float:
-        seconds = policy_delay.total_seconds() / self.config.time_scale
-        return min(seconds, MAX_SERVER_DELAY_SECONDS)
+    def _server_delay(self, record: CaseRecord, policy_delay: timedelta) -> float:
+        scale = record.time_scale or self.config.time_scale
+        return min(policy_delay.total_seconds() / scale, MAX_SERVER_DELAY_SECONDS)
 
     async def _look_and_act(
         self, record: CaseRecord, react: bool, review: bool, retry_while_idle: bool
     ) -> None:
         rng = self.rng(record)
         if review:
-            await asyncio.sleep(self._server_delay(timedelta(days=DISPUTE_REVIEW_POLICY_DAYS)))
+            review_days = timedelta(days=DISPUTE_REVIEW_POLICY_DAYS)
+            await asyncio.sleep(self._server_delay(record, review_days))
         elif react:
             hours = rng.uniform(*RESPONSE_DELAY_POLICY_HOURS)
-            await asyncio.sleep(self._server_delay(timedelta(hours=hours)))
+            await asyncio.sleep(self._server_delay(record, timedelta(hours=hours)))
         lock = self._looking.setdefault(record.case_id, asyncio.Lock())
         async with lock:
             await self._look_until_settled(record, rng, retry_while_idle)
@@ -289,6 +302,7 @@ class Simulation:
             if view is None:
                 continue
             record.stage = view.stage.value
+            record.anchor, record.time_scale = view.opened_at, view.time_scale
             actions = b.decide(record.loan, view, self.memory[record.case_id], rng,
                                self.config.grace_days)  # fmt: skip
             premature = False
@@ -330,7 +344,7 @@ class Simulation:
             record.refused += 1
             message = str(error.cause) if error.cause else str(error)
             log.debug("%s refused for %s: %s", name, record.case_id, message)
-            return not any(text in message for text in PREMATURE)
+            return not is_premature(message)
         except (RPCError, WorkflowUpdateRPCTimeoutOrCancelledError) as error:
             task = asyncio.current_task()
             if task is not None and task.cancelling():
@@ -417,12 +431,11 @@ class Simulation:
     # ------------------------------------------------------------------ money
 
     def _policy_now(self, view: CaseView) -> datetime:
-        return policy_now(view.opened_at, datetime.now(UTC), self.config.time_scale)
+        """Now on the case's own clock (its anchor and scale, not the run's setting)."""
+        return policy_now(view.opened_at, datetime.now(UTC), view.time_scale)
 
     def _server_time_of(self, view: CaseView, on: date) -> datetime:
-        # Mid-morning UTC of the policy date, mapped back onto the server's clock.
-        policy_moment = datetime.combine(on, time_of_day(10), UTC)
-        return view.opened_at + (policy_moment - view.opened_at) / self.config.time_scale
+        return server_time_of(view, on)
 
     def _schedule_payment(
         self, record: CaseRecord, view: CaseView, action: b.PayInstalment | b.CureLoan
@@ -494,7 +507,7 @@ class Simulation:
         await asyncio.gather(*(finish(r) for r in self.records.values()))
 
 
-async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> list[TopicPartition]:
+async def topic_partitions(consumer: AIOKafkaConsumer, topic: str) -> list[TopicPartition]:
     for _ in range(50):
         found = consumer.partitions_for_topic(topic)
         if found:
@@ -502,6 +515,18 @@ async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> list[TopicParti
         await consumer._client.force_metadata_update()  # no public metadata refresh
         await asyncio.sleep(0.1)
     raise RuntimeError(f"topic {topic} not found: is the stack up?")
+
+
+def is_premature(refusal: str) -> bool:
+    """A refusal that means "not yet" (look again later), not "no"."""
+    return any(text in refusal for text in PREMATURE)
+
+
+def server_time_of(view: CaseView, on: date) -> datetime:
+    """Mid-morning UTC of the policy date ``on``, mapped back onto the server's clock through
+    the case's own clock (``view.opened_at`` is where the two meet)."""
+    policy_moment = datetime.combine(on, time_of_day(10), UTC)
+    return view.opened_at + (policy_moment - view.opened_at) / view.time_scale
 
 
 def _case_id_of(key: bytes | None, value: bytes | None) -> str:

@@ -46,13 +46,20 @@ DAYS_PAST_DUE: dict[Profile, tuple[int, int]] = {
 }
 
 # The borrower's affordable instalment (policy share of disposable income) as a multiple of
-# the contractual instalment: what makes the decision core tier them as intended.
+# the contractual instalment: what makes the decision core tier them as intended and offer the
+# profile the plans it is meant to take. Under the default catalogue the cheapest plan a light
+# or moderate case is offered never asks more than 0.99 x the contractual instalment (a term
+# extension on a long mortgage), so borrowers who agree and pay without a hardship (cooperative,
+# pays late) can afford at least that: below it they are hardship cases, which would close with
+# "no option available". Temporary hardship needs about 0.6 x for the reduced-payment plan
+# (-30 % for six months, the contractual instalment after recovery); lasting hardship mostly
+# cannot pay and is meant to go to settlement or collections.
 AFFORDABILITY_FACTOR: dict[Profile, tuple[str, str]] = {
-    Profile.COOPERATIVE: ("0.70", "1.30"),
-    Profile.TEMPORARY_HARDSHIP: ("0.35", "0.80"),
+    Profile.COOPERATIVE: ("1.05", "1.50"),
+    Profile.TEMPORARY_HARDSHIP: ("0.55", "0.95"),
     Profile.LASTING_HARDSHIP: ("0.15", "0.55"),
     Profile.WILFUL: ("1.60", "3.00"),
-    Profile.PAYS_LATE: ("0.70", "1.20"),
+    Profile.PAYS_LATE: ("1.05", "1.40"),
     Profile.DISPUTES: ("0.60", "1.20"),
 }
 # None: fell behind without a hardship to declare (a lasting one would rule out the light tier).

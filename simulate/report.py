@@ -46,6 +46,12 @@ class Summary:
     """Cases whose audit could be read (blocked contacts are counted from it)."""
     recovery_by_profile: dict[str, Decimal] = field(default_factory=dict)
     closing_reasons: Counter[str] = field(default_factory=Counter)
+    closing_reasons_by_profile: dict[str, Counter[str]] = field(default_factory=dict)
+
+    @property
+    def days_to_agreement_median(self) -> float | None:
+        """Policy days from the case's opening to the signature, median over the agreements."""
+        return _median(self.days_to_agreement)
 
     @property
     def recovery_rate(self) -> Decimal:
@@ -63,12 +69,15 @@ class Summary:
             "outstanding": str(self.outstanding),
             "recovery_rate": str(self.recovery_rate.quantize(Decimal("0.0001"))),
             "recovery_by_profile": {k: str(v) for k, v in self.recovery_by_profile.items()},
-            "days_to_agreement_median": _median(self.days_to_agreement),
+            "days_to_agreement_median": self.days_to_agreement_median,
             "agreements": len(self.days_to_agreement),
             "contacts_made": self.contacts_made,
             "contacts_blocked": self.contacts_blocked,
             "contacts_blocked_known_for_cases": self.contacts_blocked_known,
             "closing_reasons": dict(self.closing_reasons.most_common()),
+            "closing_reasons_by_profile": {
+                k: dict(v.most_common()) for k, v in self.closing_reasons_by_profile.items()
+            },
         }
 
 
@@ -98,14 +107,17 @@ def summarise(records: list[CaseRecord], time_scale: int) -> Summary:
             record.loan.overdue.total_outstanding
         )
         if record.signed_at is not None and record.opened_at is not None:
-            # signed_at is on the case's policy clock, opened_at is its anchor.
+            # Both on the case's own clock (the ``opened`` and ``signed`` events): policy days.
             days.append((record.signed_at - record.opened_at).total_seconds() / 86_400)
     known = [r for r in records if r.contacts_blocked is not None]
-    reasons = Counter(
-        f"{r.outcome}: {r.outcome_reasons[-1] if r.outcome_reasons else '-'}"
-        for r in records
-        if r.outcome is not None
-    )
+    reasons: Counter[str] = Counter()
+    reasons_by_profile: dict[str, Counter[str]] = {}
+    for record in records:
+        if record.outcome is not None:
+            last = record.outcome_reasons[-1] if record.outcome_reasons else "-"
+            reason = f"{record.outcome}: {last}"
+            reasons[reason] += 1
+            reasons_by_profile.setdefault(record.loan.profile.value, Counter())[reason] += 1
     return Summary(
         cases=len(records),
         opened=sum(1 for r in records if r.opened_at is not None),
@@ -126,6 +138,7 @@ def summarise(records: list[CaseRecord], time_scale: int) -> Summary:
             if outstanding_by_profile[p]
         },
         closing_reasons=reasons,
+        closing_reasons_by_profile=reasons_by_profile,
     )
 
 

@@ -36,15 +36,24 @@ class CompressedPolicy:
 
 
 def write_compressed_policy(
-    source: Path | None, target: Path, seconds_per_policy_day: Decimal
+    source: Path | None,
+    target: Path,
+    seconds_per_policy_day: Decimal,
+    durations: dict[str, int] | None = None,
+    tag: str | None = None,
 ) -> CompressedPolicy:
     """Write ``source`` (None: the bundled default) to ``target`` with a version marking the
-    scale, so every case records that it ran on compressed time; validated before returning."""
+    scale, so every case records that it ran on compressed time; validated before returning.
+
+    ``durations`` overrides policy durations (e.g. a benchmark that keeps signed cases asleep
+    pushes the first instalment out); ``tag`` then marks the version too (``+sim86400+tag``)."""
     source_path = source if source is not None else DEFAULT_POLICY_FILE
     with source_path.open("rb") as file:
         data = tomllib.load(file, parse_float=Decimal)
     scale = time_scale_for(seconds_per_policy_day)
-    data["version"] = f"{data['version']}+sim{scale}"
+    data["version"] = f"{data['version']}+sim{scale}" + (f"+{tag}" if tag else "")
+    if durations:
+        data.setdefault("durations", {}).update(durations)
     # The derived file lives elsewhere: a pack given by path must stay the same file.
     pack = data["contact_pack"]
     if pack.endswith(".toml") or "/" in pack:

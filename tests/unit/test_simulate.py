@@ -16,8 +16,9 @@ from decisions.tiering import assess
 from schemas.assessment import CreditRecord
 from schemas.case import CaseStage, CaseView, TrackedInstalment
 from schemas.contact import ContactAttempt, ContactChannel, ContactOutcome
+from schemas.events import ProductType
 from simulate import borrowers as b
-from simulate.engine import CaseRecord
+from simulate.engine import CaseRecord, is_premature, server_time_of
 from simulate.portfolio import SimulatedLoan, generate_portfolio
 from simulate.profiles import DEFAULT_MIX, MixError, Profile, assign_profiles, parse_mix
 from simulate.report import html_report, summarise
@@ -97,6 +98,41 @@ def test_profiles_land_in_the_intended_tiers() -> None:
     assert tiers[Profile.WILFUL] == "wilful"
 
 
+def test_borrowers_who_agree_and_pay_can_afford_a_plan_without_approval() -> None:
+    """Cooperative and late-paying borrowers declare no lasting hardship: the generator must give
+    them finances some plan fits, or they close "no option available" before they can agree.
+    Long mortgages are the tightest case (a 6-month extension barely lowers the instalment)."""
+    policy = load_policy()
+    loans = generate_portfolio(
+        30, seed=4, mix=parse_mix("cooperative=1,pays_late=1"), as_of=AS_OF,
+        products=[ProductType.MORTGAGE, ProductType.CREDIT_CARD, ProductType.PERSONAL_LOAN],
+    )  # fmt: skip
+    for loan in loans:
+        assessment = assess(loan.overdue, loan.finances, CreditRecord(), (), policy)
+        proposal = propose(loan.overdue, assessment, policy, AS_OF.date() + timedelta(days=30))
+        automatic = [o for o in proposal.offered if o.required_authority.value == "automatic"]
+        assert automatic, (loan.profile, loan.overdue.product, proposal.excluded)
+
+
+def test_most_temporary_hardship_borrowers_get_a_plan() -> None:
+    policy = load_policy()
+    loans = generate_portfolio(
+        20, seed=6, mix=parse_mix("temporary_hardship=1"), as_of=AS_OF,
+        products=[ProductType.CREDIT_CARD, ProductType.PERSONAL_LOAN],
+    )  # fmt: skip
+    offered = sum(
+        1
+        for loan in loans
+        if propose(
+            loan.overdue,
+            assess(loan.overdue, loan.finances, CreditRecord(), (), policy),
+            policy,
+            AS_OF.date() + timedelta(days=30),
+        ).offered
+    )
+    assert offered >= 15
+
+
 @pytest.mark.parametrize(
     ("text", "message"),
     [("cooperative", "name=weight"), ("nobody=3", "unknown profile"),
@@ -121,6 +157,29 @@ def test_compressed_policy_loads_and_marks_its_version(tmp_path: Path) -> None:
     assert "+sim" in policy.version
     assert written.time_scale == 86_400
     assert policy.durations == load_policy().durations.model_copy(update={"time_scale": 86_400})
+
+
+def test_compressed_policy_can_override_durations_and_says_so(tmp_path: Path) -> None:
+    written = write_compressed_policy(
+        None, tmp_path / "p.toml", Decimal(1), durations={"first_instalment_days": 3650},
+        tag="asleep",
+    )  # fmt: skip
+    policy = load_policy(written.path)
+    assert policy.version.endswith("+sim86400+asleep")
+    assert policy.durations.first_instalment_days == 3650
+    assert policy.durations.time_scale == 86_400
+
+
+def test_payments_are_timed_on_the_case_own_clock() -> None:
+    """The borrower pays at 10:00 of the policy date, mapped back through the case's anchor and
+    the case's time scale (not the run's setting)."""
+    loan = one("cooperative")
+    compressed = view_of(loan, CaseStage.TRACK, time_scale=86_400)
+    due = (AS_OF + timedelta(days=30)).date()
+    # 30 policy days and one hour after the anchor (09:00): 30 s and 1/24 s of server time.
+    assert server_time_of(compressed, due) == AS_OF + timedelta(seconds=30, microseconds=41_667)
+    real_time = view_of(loan, CaseStage.TRACK)
+    assert server_time_of(real_time, due) == datetime.combine(due, AS_OF.timetz()).replace(hour=10)
 
 
 def test_time_scale_and_policy_clock() -> None:
@@ -216,6 +275,75 @@ def test_cooperative_chooses_the_best_ranked_option_signs_and_pays_every_instalm
     assert b.decide(loan, track, memory, rng) == []  # each instalment planned once
 
 
+def _proposal_for(loan: SimulatedLoan):  # type: ignore[no-untyped-def]
+    policy = load_policy()
+    assessment = assess(loan.overdue, loan.finances, CreditRecord(), (), policy)
+    proposal = propose(loan.overdue, assessment, policy, AS_OF.date() + timedelta(days=30))
+    return policy, assessment, proposal
+
+
+def test_the_same_offer_after_an_expired_agreement_is_answered_again() -> None:
+    loan, memory, rng = one("cooperative"), b.BorrowerMemory(), random.Random(2)
+    policy, assessment, proposal = _proposal_for(loan)
+    first = view_of(loan, CaseStage.PROPOSE, proposal=proposal, assessment=assessment)
+    [choice] = [a for a in b.decide(loan, first, memory, rng) if isinstance(a, b.ChooseOption)]
+    assert b.decide(loan, first, memory, rng) == []  # answered once
+    option = proposal.option(choice.option_id)
+    expired = issue_agreement(
+        agreement_id=f"{loan.case_id}-a1", case_id=loan.case_id, option=option,
+        loan=loan.overdue, policy=policy, issued_at=AS_OF,
+    )  # fmt: skip
+    again = view_of(loan, CaseStage.PROPOSE, proposal=proposal, assessment=assessment,
+                    agreement=expired)  # fmt: skip
+    assert [a for a in b.decide(loan, again, memory, rng) if isinstance(a, b.ChooseOption)]
+
+
+def test_an_offer_after_a_counter_proposal_is_answered() -> None:
+    """A counter-proposal re-assesses the case: a new affordable instalment, a new offer (even
+    if its option ids are the same as before) that the borrower answers."""
+    loan, memory = one("cooperative"), b.BorrowerMemory()
+    _, assessment, proposal = _proposal_for(loan)
+    view = view_of(loan, CaseStage.PROPOSE, proposal=proposal, assessment=assessment)
+    assert b.decide(loan, view, memory, random.Random(1)) != []
+    assert b.decide(loan, view, memory, random.Random(1)) == []
+    affordability = assessment.affordability
+    assert affordability is not None
+    lower = affordability.model_copy(
+        update={"affordable_instalment": affordability.affordable_instalment - 1}
+    )
+    reassessed = view_of(
+        loan,
+        CaseStage.PROPOSE,
+        proposal=proposal,
+        assessment=assessment.model_copy(update={"affordability": lower}),
+    )
+    assert b.decide(loan, reassessed, memory, random.Random(1)) != []
+
+
+def test_late_payers_pay_within_grace_but_not_on_its_last_day() -> None:
+    loan, memory = one("pays_late"), b.BorrowerMemory()
+    memory.cure_decided = True
+    policy, _, proposal = _proposal_for(loan)
+    option = min(proposal.offered, key=lambda o: o.rank)
+    agreement = issue_agreement(
+        agreement_id=f"{loan.case_id}-a1", case_id=loan.case_id, option=option,
+        loan=loan.overdue, policy=policy, issued_at=AS_OF,
+    )  # fmt: skip
+    schedule = tuple(TrackedInstalment(instalment=i) for i in agreement.schedule.instalments)
+    track = view_of(loan, CaseStage.TRACK, agreement=agreement, schedule=schedule)
+    payments = [a for a in b.decide(loan, track, memory, random.Random(3), grace_days=5)
+                if isinstance(a, b.PayInstalment)]  # fmt: skip
+    assert payments
+    due = {i.number: i.due_date for i in agreement.schedule.instalments}
+    assert all(1 <= (p.on - due[p.number]).days <= 4 for p in payments)
+
+
+def test_a_signature_before_the_envelope_exists_is_premature() -> None:
+    assert is_premature("sign: not the envelope this case is waiting for")
+    assert is_premature("choose_option: no offer is open yet (waiting for approval or options)")
+    assert not is_premature("choose_option: the offer was already answered")
+
+
 def test_refused_premature_action_can_be_retried() -> None:
     loan, memory = one("cooperative"), b.BorrowerMemory()
     memory.cure_decided = True
@@ -238,6 +366,10 @@ def test_report_counts_outcomes_and_recovery_in_decimal() -> None:
     assert summary.closed == 2
     assert isinstance(summary.recovery_rate, Decimal)
     assert summary.recovered == loans[0].overdue.total_outstanding
+    profile = loans[1].profile.value
+    assert summary.to_json()["closing_reasons_by_profile"][profile] == {
+        "escalated_legal: WILFUL_DEFAULT": 1
+    }
     page = html_report(summary, "t", ["note"])
     assert page.count("<svg") == 3
     assert "cured" in page
