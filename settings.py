@@ -25,8 +25,10 @@ class TemporalSettings(BaseModel):
     tls_server_root_ca_path: Path | None = None
     api_key: SecretStr | None = None
     ui_port: int = 8233
-    # Bound on cached workflow executions per worker (memory vs. replay cost).
-    max_cached_workflows: int = 2000
+    # Bound on cached workflow executions per worker (memory vs. replay cost): about 1 MiB per
+    # cached case over a ~90 MiB base (bench.scale), so 800 keeps a worker under 1 GiB however
+    # many cases are open.
+    max_cached_workflows: int = 800
 
 
 class KafkaTopics(BaseModel):

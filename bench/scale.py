@@ -15,7 +15,7 @@ due at once.
    to sleep on its instalment. The drain is timed from the instant to the last ``resumed`` event
    on ``case.events.v1``.
 
-Usage: .venv/bin/python -m bench.scale [--cases 100000] [--due 10000] [--cache 2000]
+Usage: .venv/bin/python -m bench.scale [--cases 100000] [--due 10000] [--cache 800]
 (100,000 cases take hours on a 2-core machine: ``--cases 3000 --due 1000`` for a quick look.)
 """
 
@@ -54,7 +54,7 @@ from bench.common import (
 )
 from clients import connect_temporal, kafka_client_options
 from decisions.policy import load_policy
-from settings import Settings
+from settings import Settings, TemporalSettings
 from simulate.bank_process import BANK
 from simulate.engine import CaseRecord, Simulation, SimulationConfig, topic_partitions
 from simulate.portfolio import generate_portfolio
@@ -375,7 +375,12 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cases", type=int, default=100_000)
     parser.add_argument("--due", type=int, default=10_000)
-    parser.add_argument("--cache", type=int, default=2_000, help="worker max_cached_workflows")
+    parser.add_argument(
+        "--cache",
+        type=int,
+        default=TemporalSettings().max_cached_workflows,
+        help="worker max_cached_workflows (default: the settings default)",
+    )
     parser.add_argument("--rate", type=float, default=None, help="overdue events per second")
     parser.add_argument(
         "--seconds-per-day", default="1",
