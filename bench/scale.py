@@ -237,7 +237,7 @@ async def main(arguments: argparse.Namespace) -> None:
                 time_scale=running.time_scale,
                 grace_days=load_policy(settings.policy_file).durations.grace_days,
                 duration_seconds=arguments.max_seconds,
-                publish_rate=arguments.rate,
+                publish_rate=arguments.rate or None,
                 audit=False,
                 until_signed=True,
                 borrowers_pay=False,
@@ -381,7 +381,11 @@ if __name__ == "__main__":
         default=TemporalSettings().max_cached_workflows,
         help="worker max_cached_workflows (default: the settings default)",
     )
-    parser.add_argument("--rate", type=float, default=None, help="overdue events per second")
+    parser.add_argument(
+        "--rate", type=float, default=2.0,
+        help="overdue events per second (0: all at once); keep rate x negotiation time (30-60 s "
+             "here) below --cache, or negotiating cases are evicted and every task replays",
+    )  # fmt: skip
     parser.add_argument(
         "--seconds-per-day", default="1",
         help=f"real seconds per policy day; a signed case sleeps {ASLEEP_DAYS} policy days",
