@@ -98,7 +98,7 @@ async def main(arguments: argparse.Namespace) -> None:
         name: histogram_quantiles(metrics, metric, (0.5, 0.99))
         for name, metric in LATENCY_METRICS.items()
     }
-    summary = summarise(records, running.time_scale)
+    summary = summarise(records)
     closed = summary.closed
     rows = [
         ("loans / opened / closed", f"{summary.cases} / {summary.opened} / {closed}"),

@@ -223,7 +223,7 @@ def _report(
 ) -> None:
     from simulate.report import html_report, print_summary, summarise
 
-    summary = summarise(records, policy.time_scale)
+    summary = summarise(records)
     print_summary(summary, console)
     stamp = f"{started:%Y%m%dT%H%M%S}"
     notes = [

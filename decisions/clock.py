@@ -28,5 +28,9 @@ class PolicyClock(BaseModel):
     def policy_time(self, server_now: datetime) -> datetime:
         return self.anchor + (server_now - self.anchor) * self.time_scale
 
+    def server_time(self, policy_moment: datetime) -> datetime:
+        """The inverse of ``policy_time``: when the server's clock reaches ``policy_moment``."""
+        return self.anchor + (policy_moment - self.anchor) / self.time_scale
+
     def server_delay(self, policy_delay: timedelta) -> timedelta:
         return max(policy_delay / self.time_scale, SHORTEST_SERVER_DELAY)

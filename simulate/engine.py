@@ -44,7 +44,7 @@ from settings import Settings
 from simulate import borrowers as b
 from simulate.bank import envelope_id_for
 from simulate.portfolio import SimulatedLoan
-from simulate.timescale import policy_now
+from simulate.timescale import policy_now, server_time
 from workflows import messages
 from workflows.messages import Accepted, CaseAudit
 
@@ -434,15 +434,12 @@ class Simulation:
         """Now on the case's own clock (its anchor and scale, not the run's setting)."""
         return policy_now(view.opened_at, datetime.now(UTC), view.time_scale)
 
-    def _server_time_of(self, view: CaseView, on: date) -> datetime:
-        return server_time_of(view, on)
-
     def _schedule_payment(
         self, record: CaseRecord, view: CaseView, action: b.PayInstalment | b.CureLoan
     ) -> None:
         async def pay_when_due() -> None:
             if action.on is not None:
-                wait = (self._server_time_of(view, action.on) - datetime.now(UTC)).total_seconds()
+                wait = (server_time_of(view, action.on) - datetime.now(UTC)).total_seconds()
                 await asyncio.sleep(max(0.0, wait))
             await self._pay(record, view, action)
 
@@ -526,7 +523,7 @@ def server_time_of(view: CaseView, on: date) -> datetime:
     """Mid-morning UTC of the policy date ``on``, mapped back onto the server's clock through
     the case's own clock (``view.opened_at`` is where the two meet)."""
     policy_moment = datetime.combine(on, time_of_day(10), UTC)
-    return view.opened_at + (policy_moment - view.opened_at) / view.time_scale
+    return server_time(view.opened_at, policy_moment, view.time_scale)
 
 
 def _case_id_of(key: bytes | None, value: bytes | None) -> str:

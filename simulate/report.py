@@ -85,7 +85,7 @@ def _median(values: list[float]) -> float | None:
     return round(median(values), 2) if values else None
 
 
-def summarise(records: list[CaseRecord], time_scale: int) -> Summary:
+def summarise(records: list[CaseRecord]) -> Summary:
     by_profile: dict[str, Counter[str]] = {p.value: Counter() for p in Profile}
     by_tier: dict[str, Counter[str]] = {}
     open_by_stage: Counter[str] = Counter()
@@ -93,6 +93,8 @@ def summarise(records: list[CaseRecord], time_scale: int) -> Summary:
     outstanding_by_profile: dict[str, Decimal] = {}
     currencies = {r.loan.overdue.currency for r in records}
     days: list[float] = []
+    reasons: Counter[str] = Counter()
+    reasons_by_profile: dict[str, Counter[str]] = {}
     for record in records:
         outcome = record.outcome or OPEN
         profile = record.loan.profile.value
@@ -100,6 +102,11 @@ def summarise(records: list[CaseRecord], time_scale: int) -> Summary:
         by_tier.setdefault(record.tier or "not assessed", Counter())[outcome] += 1
         if record.outcome is None:
             open_by_stage[record.stage or "not opened"] += 1
+        else:
+            last = record.outcome_reasons[-1] if record.outcome_reasons else "-"
+            reason = f"{record.outcome}: {last}"
+            reasons[reason] += 1
+            reasons_by_profile.setdefault(profile, Counter())[reason] += 1
         recovered_by_profile[profile] = recovered_by_profile.get(profile, Decimal(0)) + (
             record.recovered
         )
@@ -110,14 +117,6 @@ def summarise(records: list[CaseRecord], time_scale: int) -> Summary:
             # Both on the case's own clock (the ``opened`` and ``signed`` events): policy days.
             days.append((record.signed_at - record.opened_at).total_seconds() / 86_400)
     known = [r for r in records if r.contacts_blocked is not None]
-    reasons: Counter[str] = Counter()
-    reasons_by_profile: dict[str, Counter[str]] = {}
-    for record in records:
-        if record.outcome is not None:
-            last = record.outcome_reasons[-1] if record.outcome_reasons else "-"
-            reason = f"{record.outcome}: {last}"
-            reasons[reason] += 1
-            reasons_by_profile.setdefault(record.loan.profile.value, Counter())[reason] += 1
     return Summary(
         cases=len(records),
         opened=sum(1 for r in records if r.opened_at is not None),

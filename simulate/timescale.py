@@ -72,6 +72,13 @@ def policy_now(opened_at: datetime, server_now: datetime, time_scale: int) -> da
     return PolicyClock(anchor=opened_at, time_scale=time_scale).policy_time(server_now)
 
 
+def server_time(opened_at: datetime, policy_moment: datetime, time_scale: int) -> datetime:
+    """When the server's clock reaches ``policy_moment`` on that case's clock."""
+    if time_scale == 1:
+        return policy_moment
+    return PolicyClock(anchor=opened_at, time_scale=time_scale).server_time(policy_moment)
+
+
 def to_toml(data: dict[str, Any]) -> str:
     """Enough TOML for a policy: scalars, arrays of scalars, nested tables."""
     lines: list[str] = []

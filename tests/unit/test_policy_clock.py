@@ -26,6 +26,7 @@ def test_policy_time_runs_scale_times_faster_from_the_anchor() -> None:
     assert DAY_PER_SECOND.policy_time(OPENED) == OPENED
     assert DAY_PER_SECOND.policy_time(OPENED + timedelta(seconds=30)) == OPENED + timedelta(days=30)
     assert DAY_PER_SECOND.server_delay(timedelta(days=14)) == timedelta(seconds=14)
+    assert DAY_PER_SECOND.server_time(OPENED + timedelta(days=30)) == OPENED + timedelta(seconds=30)
 
 
 def test_a_compressed_wait_is_never_a_zero_timer() -> None:

@@ -362,7 +362,7 @@ def test_report_counts_outcomes_and_recovery_in_decimal() -> None:
     records[0].outcome, records[0].tier = "cured", "light"
     records[0].recovered = loans[0].overdue.total_outstanding
     records[1].outcome, records[1].outcome_reasons = "escalated_legal", ("WILFUL_DEFAULT",)
-    summary = summarise(records, time_scale=1)
+    summary = summarise(records)
     assert summary.closed == 2
     assert isinstance(summary.recovery_rate, Decimal)
     assert summary.recovered == loans[0].overdue.total_outstanding

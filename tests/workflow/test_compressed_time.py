@@ -11,7 +11,7 @@ from decimal import Decimal
 import pytest
 
 from schemas.case import CaseOutcome, CaseStage, InstalmentStatus
-from simulate.timescale import policy_now, write_compressed_policy
+from simulate.timescale import policy_now, server_time, write_compressed_policy
 from tests.workflow.conftest import overdue_event, profile
 
 pytestmark = pytest.mark.workflow
@@ -32,7 +32,7 @@ async def test_a_12_month_plan_plays_out_in_server_minutes(new_case, tmp_path) -
         return policy_now(opened, await case.now(), policy.time_scale)
 
     async def skip_to(moment: datetime) -> None:
-        server_moment = opened + (moment - opened) / policy.time_scale
+        server_moment = server_time(opened, moment, policy.time_scale)
         now = await case.now()
         if server_moment > now:
             await case.skip(server_moment - now)
