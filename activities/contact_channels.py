@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Protocol
-from zoneinfo import ZoneInfo
 
 from activities.faults import Faults, PermanentRejection
 from schemas.contact import ContactChannel, ContactOutcome
@@ -20,10 +19,6 @@ class ContactDetails:
     email: str | None
     time_zone: str
     """IANA name, e.g. ``Asia/Shanghai``: quiet hours are the borrower's local time."""
-
-    @property
-    def zone(self) -> ZoneInfo:
-        return ZoneInfo(self.time_zone)
 
 
 class ContactDirectory(Protocol):

@@ -241,24 +241,16 @@ class CaseWorkflow:
         )
 
     async def _collect_info(self) -> None:
-        durations = self._policy.durations
         if self.s.info_requested_at is None:
             self.s.info_requested_at = self._now()
         fresh = self._has_fresh_profile
         if not fresh():
-            await self._contact("info_request", until=fresh)
-            elapsed = 0
-            for day in (*durations.info_reminder_days, durations.info_deadline_days):
-                kind = (
-                    CheckpointKind.INFO_DEADLINE
-                    if day == durations.info_deadline_days
-                    else CheckpointKind.INFO_REMINDER
-                )
-                if await self._wait_for(timedelta(days=day - elapsed), kind, fresh):
-                    break
-                elapsed = day
-                if kind is CheckpointKind.INFO_REMINDER:
-                    await self._contact("info_reminder", until=fresh)
+            await self._remind_until(
+                fresh,
+                first="info_request",
+                reminder="info_reminder",
+                reminder_kind=CheckpointKind.INFO_REMINDER,
+            )
         if fresh():
             await self._info_received()
         self._enter(CaseStage.ASSESS, "INFO_RECEIVED" if fresh() else "INFO_DEADLINE_PASSED")
@@ -370,19 +362,13 @@ class CaseWorkflow:
             options=tuple(OptionSummary.of(option) for option in options),
         )
         self._offer_open = True
-        answered = self._offer_answered
         try:
-            await self._contact("offer", until=answered)
-            durations = policy.durations
-            elapsed = 0
-            for day in (*durations.info_reminder_days, durations.info_deadline_days):
-                if await self._wait_for(
-                    timedelta(days=day - elapsed), CheckpointKind.INFO_DEADLINE, answered
-                ):
-                    break
-                elapsed = day
-                if day != durations.info_deadline_days:
-                    await self._contact("offer_reminder", until=answered)
+            await self._remind_until(
+                self._offer_answered,
+                first="offer",
+                reminder="offer_reminder",
+                reminder_kind=CheckpointKind.INFO_DEADLINE,
+            )
         finally:
             self._offer_open = False
         if self.s.chosen_option_id is not None:
@@ -398,6 +384,28 @@ class CaseWorkflow:
             await self._escalate_or(CaseOutcome.DECLINED, [self.s.declined_reason])
         else:
             await self._escalate_or(CaseOutcome.ESCALATED_COLLECTIONS, ["NO_ANSWER_TO_OFFER"])
+
+    async def _remind_until(
+        self,
+        ready: Callable[[], bool],
+        *,
+        first: str,
+        reminder: str,
+        reminder_kind: CheckpointKind,
+    ) -> None:
+        """The first contact, then a reminder on each of the policy's reminder days, until
+        ``ready()`` or the deadline (``info_deadline_days`` after the first contact)."""
+        durations = self._policy.durations
+        await self._contact(first, until=ready)
+        elapsed = 0
+        for day in (*durations.info_reminder_days, durations.info_deadline_days):
+            deadline = day == durations.info_deadline_days
+            kind = CheckpointKind.INFO_DEADLINE if deadline else reminder_kind
+            if await self._wait_for(timedelta(days=day - elapsed), kind, ready):
+                return
+            elapsed = day
+            if not deadline:
+                await self._contact(reminder, until=ready)
 
     async def _seek_approval(self) -> None:
         """Options above the automatic authority wait for a human, within the SLA; a lapsed
@@ -429,13 +437,14 @@ class CaseWorkflow:
                 break
             pending.escalations += 1
             self._record("approval_escalated", "APPROVAL_SLA_LAPSED", pending.required.value)
+        approvers = self._approvers
         for option_id in self.s.approved_option_ids:
             option = self.s.proposal.option(option_id)
             await self._publish(
                 OptionApproved,
                 option_id=option_id,
                 authority=option.required_authority,
-                approved_by=self._approvers.get(option_id, "unknown"),
+                approved_by=approvers.get(option_id, "unknown"),
             )
 
     async def _sign(self) -> None:
@@ -503,9 +512,6 @@ class CaseWorkflow:
             CaseActivities.apply_restructure,
             RestructureRequest(agreement=agreement, applied_at=signed_at),
         )
-        self.s.signed_at = signed_at
-        self.s.restructure_ref = receipt.restructure_ref
-        self.s.plans_signed += 1
         self.s.schedule = [TrackedInstalment(instalment=i) for i in agreement.schedule.instalments]
         self.s.next_instalment = 0
         self.s.overrun_checkpoints = 0
@@ -668,7 +674,6 @@ class CaseWorkflow:
             )
         except TimeoutError:
             self.s.holds = ContactHolds(disputed=holds.disputed)
-            self.s.pause_reason = PauseReason.DISPUTE if holds.disputed else None
             self._record("resumed", "HOLD_ENDED")
             await self._publish(CaseResumed)
         finally:
@@ -798,7 +803,6 @@ class CaseWorkflow:
         self.s.outcome = outcome
         self.s.outcome_reasons = reasons
         self.s.closed_at = self._now()
-        self._offer_open = False
         self._set_checkpoint(None, None)
         self._record("closed", outcome.value, *reasons)
         self._enter(CaseStage.CLOSED, reasons[0])
@@ -975,9 +979,8 @@ class CaseWorkflow:
 
     @workflow.signal(name="payment")
     def on_payment(self, event: LoanPayment) -> None:
-        # A hint only: instalments are settled against the ledger at each checkpoint.
-        if self._remember(event.event_id):
-            self.s.payments = [*self.s.payments, event][-MAX_CONTACT_LOG:]
+        # Only remembered: instalments are settled against the ledger at each checkpoint.
+        self._remember(event.event_id)
 
     @workflow.signal(name="loan_status")
     def on_loan_status(self, event: LoanStatus) -> None:
@@ -1147,7 +1150,6 @@ class CaseWorkflow:
             until = request.until
             self.s.holds = self.s.holds.model_copy(update={"paused": True, "paused_until": until})
             reason = PauseReason.OPERATOR
-        self.s.pause_reason = reason
         self._record("paused", request.staff_id, request.reason)
         await self._publish(CasePaused, reason=reason, until=until)
         return self._accepted(f"paused until {until.isoformat() if until else 'resumed'}")
@@ -1168,7 +1170,6 @@ class CaseWorkflow:
     @workflow.update(name="resume")
     async def resume(self, request: Resume) -> Accepted:
         self.s.holds = self.s.holds.model_copy(update={"paused": False, "paused_until": None})
-        self.s.pause_reason = None
         self._record("resumed", request.staff_id)
         if request.note:
             self._add_note(request.staff_id, request.note)
@@ -1189,7 +1190,6 @@ class CaseWorkflow:
     @workflow.update(name="dispute")
     async def dispute(self, request: Dispute) -> Accepted:
         self.s.holds = self.s.holds.model_copy(update={"disputed": True})
-        self.s.pause_reason = PauseReason.DISPUTE
         self._record("disputed", request.raised_by, request.reason)
         await self._publish(CasePaused, reason=PauseReason.DISPUTE, until=None)
         return self._accepted("disputed: paused for review")
@@ -1209,7 +1209,6 @@ class CaseWorkflow:
         if request.upheld:
             self._dispute_upheld = True
             return self._accepted("dispute upheld: the case closes")
-        self.s.pause_reason = None
         await self._publish(CaseResumed)
         return self._accepted("dispute rejected: the case resumes")
 

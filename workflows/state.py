@@ -11,8 +11,8 @@ from decisions.policy import Policy
 from schemas.assessment import Assessment, CreditRecord, FinancialProfile, ReasonCode
 from schemas.case import CaseOutcome, CaseStage, Checkpoint, TrackedInstalment
 from schemas.contact import ContactAttempt, ContactHolds
-from schemas.events import LoanOverdue, LoanPayment, LoanStatus
-from schemas.outbound import PauseReason, ReassessmentTrigger
+from schemas.events import LoanOverdue, LoanStatus
+from schemas.outbound import ReassessmentTrigger
 from schemas.plan import Agreement, ApprovalAuthority, PlanProposal
 
 MAX_REMEMBERED_EVENT_IDS = 2_000
@@ -76,7 +76,6 @@ class CaseState(BaseModel):
     policy: Policy | None = None
     loan: LoanOverdue | None = None
     credit: CreditRecord | None = None
-    payments: list[LoanPayment] = Field(default_factory=list)
     loan_status: LoanStatus | None = None
 
     profile: FinancialProfile | None = None
@@ -99,9 +98,6 @@ class CaseState(BaseModel):
     agreements_issued: int = 0
     envelope_id: str | None = None
     signature_claimed: bool = False
-    signed_at: datetime | None = None
-    restructure_ref: str | None = None
-    plans_signed: int = 0
     schedule: list[TrackedInstalment] = Field(default_factory=list)
     next_instalment: int = 0
     """Index into ``schedule`` of the next checkpoint."""
@@ -116,7 +112,6 @@ class CaseState(BaseModel):
     contact_log: list[ContactAttempt] = Field(default_factory=list)
     contacts_made: int = 0
     holds: ContactHolds = Field(default_factory=ContactHolds)
-    pause_reason: PauseReason | None = None
     next_checkpoint: Checkpoint | None = None
 
     outcome: CaseOutcome | None = None
