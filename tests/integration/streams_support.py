@@ -402,5 +402,16 @@ async def count_cases(client: Client, loan_prefix: str) -> int:
     return (await client.count_workflows(query)).count
 
 
+async def wait_for_case_count(
+    client: Client, loan_prefix: str, expected: int, *, within: float = 30
+) -> None:
+    """Until visibility shows exactly ``expected`` cases for loans starting with the prefix."""
+
+    async def reached() -> bool:
+        return await count_cases(client, loan_prefix) == expected
+
+    await wait_until(reached, within=within, what=f"{expected} cases of {loan_prefix}* visible")
+
+
 def loan_ids(tag: str, count: int) -> list[str]:
     return [f"L{tag}-{index:05d}" for index in range(count)]

@@ -22,7 +22,6 @@ from tests.integration.streams_support import (
     StreamProcess,
     case_of,
     case_workflow_worker,
-    count_cases,
     create_topics,
     loan_ids,
     new_tag,
@@ -32,6 +31,7 @@ from tests.integration.streams_support import (
     streams_test_settings,
     uncommitted,
     wait_for_applied,
+    wait_for_case_count,
     wait_processed,
     wait_until,
 )
@@ -104,10 +104,7 @@ async def test_temporal_down_for_20s_while_events_keep_arriving(
         metrics = await stream.metrics()
         assert not any("dead_lettered" in k or "skipped" in k for k, v in metrics.items() if v)
 
-        async def all_cases_visible() -> bool:
-            return await count_cases(temporal_client, f"L{tag}") == len(expected)
-
-        await wait_until(all_cases_visible, within=30, what="every case in visibility")
+        await wait_for_case_count(temporal_client, f"L{tag}", len(expected))
 
 
 async def test_processor_killed_mid_batch_and_restarted(
@@ -167,10 +164,7 @@ async def test_processor_killed_mid_batch_and_restarted(
         finally:
             second.stop()
 
-    async def all_cases_visible() -> bool:
-        return await count_cases(temporal_client, f"L{tag}-") == len(loans)
-
-    await wait_until(all_cases_visible, within=30, what="exactly one case per loan")
+    await wait_for_case_count(temporal_client, f"L{tag}-", len(loans))
 
 
 async def test_two_processors_one_killed_mid_stream(
@@ -222,7 +216,4 @@ async def test_two_processors_one_killed_mid_stream(
             temporal_client, {case_of(loan): {f"od-{loan}"} for loan in loans}, within=90
         )
 
-        async def all_cases_visible() -> bool:
-            return await count_cases(temporal_client, f"L{tag}-") == len(loans)
-
-        await wait_until(all_cases_visible, within=30, what="exactly one case per loan")
+        await wait_for_case_count(temporal_client, f"L{tag}-", len(loans))

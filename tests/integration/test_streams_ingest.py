@@ -31,6 +31,7 @@ from tests.integration.streams_support import (
     stream_processes,
     streams_test_settings,
     wait_for_applied,
+    wait_for_case_count,
     wait_processed,
     wait_until,
 )
@@ -65,10 +66,7 @@ async def test_thousand_overdue_events_open_thousand_cases_once(
         await wait_processed(stream, topic, CASES)
         await wait_for_applied(temporal_client, expected, within=60)
 
-        async def all_visible() -> bool:
-            return await count_cases(temporal_client, f"L{tag}-") == CASES
-
-        await wait_until(all_visible, within=30, what="1,000 cases in visibility")
+        await wait_for_case_count(temporal_client, f"L{tag}-", CASES)
         # Each case is filterable by the attributes set at start.
         by_id = {event.case_id: event for event in events}
         async for execution in temporal_client.list_workflows(
