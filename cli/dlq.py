@@ -60,8 +60,9 @@ def redrive(topic: str) -> None:
     an event id it has already applied.
     """
     settings = get_settings()
-    redriven = asyncio.run(_redrive(settings, dead_letter_topic(settings, topic)))
-    click.echo(f"re-drove {redriven} record(s) from {dead_letter_topic(settings, topic)}")
+    name = dead_letter_topic(settings, topic)
+    redriven = asyncio.run(_redrive(settings, name))
+    click.echo(f"re-drove {redriven} record(s) from {name}")
 
 
 def dead_letter_topics(settings: Settings) -> list[str]:
@@ -194,7 +195,3 @@ async def _redrive(settings: Settings, topic: str) -> int:
         await producer.stop()
         await consumer.stop()
     return redriven
-
-
-if __name__ == "__main__":
-    dlq()

@@ -105,8 +105,7 @@ class Stack:
             raise
         self.supervisor.run_dir.mkdir(parents=True, exist_ok=True)
         # Bringing up a subset (e.g. restarting one component) adds to what `status` reports.
-        recorded = set(self.recorded_selection() or []) | set(self.selected)
-        running = [name for name in COMPONENT_NAMES if name in recorded]
+        running = parse_selection([*(self.recorded_selection() or []), *self.selected])
         write_atomically(self.selection_file, json.dumps({"components": running}))
         return await self.status()
 

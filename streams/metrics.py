@@ -28,9 +28,6 @@ class StreamMetrics:
     def retried(self, topic: str) -> None:
         self.retries[topic] += 1
 
-    def total(self, topic: str, outcome: Outcome) -> int:
-        return sum(n for (t, o, _), n in self.outcomes.items() if t == topic and o == outcome)
-
     def render(self, highwaters: Mapping[tuple[str, int], int]) -> str:
         lines = [
             "# HELP accord_streams_events_total Inbound events by topic and outcome.",

@@ -24,11 +24,12 @@ from temporalio.service import RPCError, RPCStatusCode
 from temporalio.worker import Worker
 
 from clients import kafka_client_options
-from schemas.events import Event, LoanOverdue, LoanPayment, ProductType
+from schemas.events import Event, LoanOverdue, LoanPayment, ProductType, case_id
 from settings import Settings
+from stack.apps import StreamProcessor
 from stack.environment import child_env
-from stack.kafka import ensure_topics, topic_partitions
-from stack.ports import pick_free_ports, split_host_port
+from stack.kafka import KafkaBroker
+from stack.ports import pick_free_ports
 from streams.app import HEALTH_PATH, METRICS_PATH
 from workflows.case import CaseWorkflow
 
@@ -63,24 +64,26 @@ def streams_test_settings(base: Settings, tag: str, **streams: Any) -> Settings:
 
 
 def with_fresh_web_port(settings: Settings) -> Settings:
-    (port,) = pick_free_ports(1, web_host(settings))
+    (port,) = pick_free_ports(1, StreamProcessor(settings).web_host)
     return settings.model_copy(
         update={"streams": settings.streams.model_copy(update={"web_port": port})}
     )
 
 
-def web_host(settings: Settings) -> str:
-    # The faust web server listens on every interface; reach it where Temporal is reached.
-    return split_host_port(settings.temporal.address)[0]
+def accord(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
+    """The ``accord`` CLI as a user runs it, against ``settings``."""
+    return subprocess.run(
+        [sys.executable, "-m", "cli.main", *args],
+        cwd=REPO_ROOT,
+        env=child_env(settings),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 async def create_topics(settings: Settings) -> None:
-    admin = AIOKafkaAdminClient(**kafka_client_options(settings.kafka))
-    await admin.start()
-    try:
-        await ensure_topics(admin, topic_partitions(settings))
-    finally:
-        await admin.close()
+    await KafkaBroker(settings).bootstrap()
 
 
 async def uncommitted(settings: Settings, topics: Iterable[str]) -> int:
@@ -147,7 +150,7 @@ def payment_event(loan_id: str, event_id: str) -> LoanPayment:
 
 
 def case_of(loan_id: str) -> str:
-    return overdue_event(loan_id, "x").case_id
+    return case_id(loan_id, DELINQUENT_SINCE)
 
 
 class EventProducer:
@@ -171,9 +174,6 @@ class EventProducer:
     async def send_events(self, topic: str, events: Iterable[Event]) -> None:
         for event in events:
             await self.send(topic, event.loan_id, event.model_dump_json().encode())
-        await self._producer.flush()
-
-    async def flush(self) -> None:
         await self._producer.flush()
 
 
@@ -247,7 +247,7 @@ class StreamProcess(AccordProcess):
         super().__init__(settings, log_dir, name, "stream")
 
     def _url(self, path: str) -> str:
-        return f"http://{web_host(self.settings)}:{self.settings.streams.web_port}{path}"
+        return f"http://{StreamProcessor(self.settings).web_host}:{self.settings.streams.web_port}{path}"
 
     async def _get(self, path: str) -> aiohttp.ClientResponse | None:
         if self.process is None or self.process.poll() is not None:
@@ -286,14 +286,6 @@ class StreamProcess(AccordProcess):
         metrics = await self.metrics()
         return int(
             metrics.get(f'accord_streams_events_total{{topic="{topic}",outcome="{outcome}"}}', 0)
-        )
-
-    async def wait_assigned(self, within: float = 60) -> None:
-        async def has_partitions() -> bool:
-            return bool(await self.assigned_partitions())
-
-        await wait_until(
-            has_partitions, within=within, what="partitions assigned to the stream processor"
         )
 
 

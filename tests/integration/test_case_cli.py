@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -12,9 +10,8 @@ from temporalio.client import Client
 from temporalio.common import WorkflowIDReusePolicy
 
 from settings import Settings
-from stack.environment import child_env
 from tests.integration.streams_support import (
-    REPO_ROOT,
+    accord,
     case_worker,
     create_topics,
     new_tag,
@@ -26,17 +23,6 @@ from workflows.case import CaseWorkflow
 from workflows.messages import CaseStart
 
 pytestmark = pytest.mark.integration
-
-
-def accord(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "cli.main", *args],
-        cwd=REPO_ROOT,
-        env=child_env(settings),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
 
 
 async def test_staff_actions_on_a_live_case(

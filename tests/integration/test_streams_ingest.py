@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -14,11 +12,10 @@ from temporalio.client import Client
 
 from clients import kafka_client_options
 from settings import Settings
-from stack.environment import child_env
 from streams import dead_letters
 from tests.integration.streams_support import (
-    REPO_ROOT,
     EventProducer,
+    accord,
     case_of,
     case_worker,
     case_workflow_worker,
@@ -177,10 +174,7 @@ async def test_poison_messages_are_dead_lettered_and_the_rest_flows(
 
 
 def run_dlq_command(settings: Settings, *args: str) -> str:
-    done = subprocess.run(
-        [sys.executable, "-m", "cli.dlq", *args],
-        env=child_env(settings), cwd=REPO_ROOT, capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+    done = accord(settings, "dlq", *args)
     assert done.returncode == 0, done.stderr
     return done.stdout
 
