@@ -36,6 +36,11 @@ class ESignature(Protocol):
     async def status(self, envelope_id: str) -> EnvelopeStatus: ...
 
 
+def envelope_id_for(agreement_id: str) -> str:
+    """The envelope ``ESignatureSimulator`` opens for an agreement."""
+    return f"env-{agreement_id}"
+
+
 @dataclass
 class ESignatureSimulator:
     envelopes: dict[str, EnvelopeStatus] = field(default_factory=dict)
@@ -46,7 +51,7 @@ class ESignatureSimulator:
         self.faults.before("esign_send")
         envelope_id = self.by_agreement.get(agreement.agreement_id)
         if envelope_id is None:
-            envelope_id = f"env-{agreement.agreement_id}"
+            envelope_id = envelope_id_for(agreement.agreement_id)
             self.by_agreement[agreement.agreement_id] = envelope_id
             self.envelopes[envelope_id] = EnvelopeStatus(
                 envelope_id=envelope_id, state=EnvelopeState.SENT

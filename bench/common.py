@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from settings import Settings
+from simulate.timescale import CompressedPolicy, write_compressed_policy
 from stack.isolated import isolated_settings
 from stack.orchestrator import Stack
 from stack.ports import pick_free_ports, split_host_port
@@ -99,7 +100,7 @@ class SimulationStack:
     settings: Settings
     bank_pid: int
     metrics_address: str
-    time_scale: int
+    policy: CompressedPolicy
 
 
 BYTECODE_PACKAGES = ("schemas", "decisions", "workflows", "activities")
@@ -131,7 +132,6 @@ async def simulation_stack(
     metrics on a free port), on the compressed policy (``seconds_per_policy_day``; optional
     ``durations`` overrides); all stopped on exit."""
     from simulate.bank_process import start_bank, stop_bank
-    from simulate.timescale import write_compressed_policy
 
     compile_bytecode()
     async with bench_stack(name, keep=keep, **overrides) as base:
@@ -150,7 +150,7 @@ async def simulation_stack(
         try:
             bank = await start_bank(settings, lambda m: print(f"  {m}"), metrics_address)
             try:
-                yield SimulationStack(settings, bank.pid, metrics_address, policy.time_scale)
+                yield SimulationStack(settings, bank.pid, metrics_address, policy)
             finally:
                 await stop_bank(bank, settings, lambda m: print(f"  {m}"))
         finally:

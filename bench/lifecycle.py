@@ -29,7 +29,6 @@ from bench.common import (
     write_result,
 )
 from clients import connect_temporal
-from decisions.policy import load_policy
 from schemas.case import CaseStage
 from settings import Settings
 from simulate.bank_process import BANK
@@ -66,9 +65,8 @@ async def main(arguments: argparse.Namespace) -> None:
             settings,
             loans,
             SimulationConfig(
-                time_scale=running.time_scale,
-                grace_days=load_policy(settings.policy_file).durations.grace_days,
-                seed=arguments.seed,
+                time_scale=running.policy.time_scale,
+                grace_days=running.policy.grace_days,
                 duration_seconds=arguments.duration,
                 publish_rate=arguments.rate or None,
                 audit=False,
@@ -102,7 +100,7 @@ async def main(arguments: argparse.Namespace) -> None:
     closed = summary.closed
     rows = [
         ("loans / opened / closed", f"{summary.cases} / {summary.opened} / {closed}"),
-        ("time scale (policy s per real s)", f"{running.time_scale}"),
+        ("time scale (policy s per real s)", f"{running.policy.time_scale}"),
         ("run seconds", f"{elapsed:.1f}"),
         ("overdue events / s (publish rate)", arguments.rate or "all at once"),
         ("cases completed / s", f"{closed / elapsed:.2f}"),
@@ -127,7 +125,7 @@ async def main(arguments: argparse.Namespace) -> None:
         {
             "loans": arguments.loans,
             "mix": arguments.mix or "default",
-            "time_scale": running.time_scale,
+            "time_scale": running.policy.time_scale,
             "publish_rate": arguments.rate or None,
             "seconds": round(elapsed, 1),
             "cases_completed_per_second": round(closed / elapsed, 3),

@@ -53,10 +53,9 @@ from bench.common import (
     write_result,
 )
 from clients import connect_temporal, kafka_client_options
-from decisions.policy import load_policy
 from settings import Settings, TemporalSettings
 from simulate.bank_process import BANK
-from simulate.engine import CaseRecord, Simulation, SimulationConfig, topic_partitions
+from simulate.engine import CaseRecord, Simulation, SimulationConfig, case_id_of, read_from_now
 from simulate.portfolio import generate_portfolio
 from simulate.profiles import parse_mix
 from simulate.timescale import policy_now
@@ -166,11 +165,8 @@ class ResumedWatch:
         options = kafka_client_options(self.settings.kafka)
         self._consumer = AIOKafkaConsumer(group_id=None, enable_auto_commit=False, **options)
         await self._consumer.start()
-        partitions = await topic_partitions(self._consumer, self.settings.kafka.topics.case_events)
-        self._consumer.assign(partitions)
-        await self._consumer.seek_to_end(*partitions)
-        for partition in partitions:  # fix the start before the first pause is sent
-            await self._consumer.position(partition)
+        # Positions fixed before the first pause is sent.
+        await read_from_now(self._consumer, self.settings.kafka.topics.case_events)
         self._task = asyncio.create_task(self._listen())
         return self
 
@@ -180,9 +176,7 @@ class ResumedWatch:
             value = message.value or b""
             if b'"kind":"resumed"' not in value:
                 continue
-            start = value.find(b'"case_id":"') + len(b'"case_id":"')
-            case_id = value[start : value.find(b'"', start)].decode()
-            self.resumed_at.setdefault(case_id, datetime.now(UTC))
+            self.resumed_at.setdefault(case_id_of(value), datetime.now(UTC))
             self._arrived.set()
 
     async def wait_for(self, case_ids: set[str], seconds: float) -> bool:
@@ -222,7 +216,9 @@ async def main(arguments: argparse.Namespace) -> None:
         settings = running.settings
         client = await connect_temporal(settings)
         asleep_hours = ASLEEP_DAYS * float(seconds_per_day) / 3600
-        print(f"  time scale {running.time_scale}: a signed case sleeps {asleep_hours:.1f} h")
+        print(
+            f"  time scale {running.policy.time_scale}: a signed case sleeps {asleep_hours:.1f} h"
+        )
         loans = generate_portfolio(
             arguments.cases,
             seed=3,
@@ -234,8 +230,8 @@ async def main(arguments: argparse.Namespace) -> None:
             settings,
             loans,
             SimulationConfig(
-                time_scale=running.time_scale,
-                grace_days=load_policy(settings.policy_file).durations.grace_days,
+                time_scale=running.policy.time_scale,
+                grace_days=running.policy.grace_days,
                 duration_seconds=arguments.max_seconds,
                 publish_rate=arguments.rate or None,
                 audit=False,
@@ -246,7 +242,6 @@ async def main(arguments: argparse.Namespace) -> None:
             ),
             on_progress=progress_printer(every_seconds=10, total=arguments.cases),
         )
-        policy_version = load_policy(settings.policy_file).version
         bank_log = ProcessSupervisor(settings.data_dir.resolve()).log_file(BANK)
         sampler = RssSampler(running.bank_pid, simulation, arguments.sample_seconds)
         sampler.sample()
@@ -328,8 +323,8 @@ async def main(arguments: argparse.Namespace) -> None:
         "scale",
         {
             "cases": arguments.cases,
-            "time_scale": running.time_scale,
-            "policy_version": policy_version,
+            "time_scale": running.policy.time_scale,
+            "policy_version": running.policy.version,
             "signed": len(signed),
             "asleep_in_track": asleep,
             "open": open_cases,

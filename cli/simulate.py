@@ -158,27 +158,23 @@ def simulate(
         f"(time scale {policy.time_scale}x), Temporal {settings.temporal.address}, "
         f"Kafka {settings.kafka.bootstrap_servers}"
     )
-    records = asyncio.run(_run(settings, loans, policy.time_scale, seed, duration, rate, bank,
-                               audit, console))  # fmt: skip
+    records = asyncio.run(_run(settings, loans, policy, duration, rate, bank, audit, console))
     _report(records, policy, out, started, console, settings)
 
 
 async def _run(
     settings: Settings,
     loans: list[SimulatedLoan],
-    time_scale: int,
-    seed: int,
+    policy: CompressedPolicy,
     duration: float,
     rate: float | None,
     bank: bool,
     audit: bool,
     console: Console,
 ) -> list[CaseRecord]:
-    from decisions.policy import load_policy
     from simulate.bank_process import start_bank, stop_bank
     from simulate.engine import Simulation, SimulationConfig
 
-    grace_days = load_policy(settings.policy_file).durations.grace_days
     running = await start_bank(settings, console.print) if bank else None
     try:
         with Progress(
@@ -196,9 +192,8 @@ async def _run(
                 settings,
                 loans,
                 SimulationConfig(
-                    time_scale=time_scale,
-                    grace_days=grace_days,
-                    seed=seed,
+                    time_scale=policy.time_scale,
+                    grace_days=policy.grace_days,
                     duration_seconds=duration,
                     publish_rate=rate,
                     audit=audit,

@@ -339,8 +339,13 @@ def bundled_contact_packs() -> list[str]:
     return sorted(p.stem.removeprefix("contact-") for p in PACKS_DIR.glob("contact-*.toml"))
 
 
+def is_pack_path(reference: str) -> bool:
+    """A contact pack named by file path (relative to its policy file), not a bundled name."""
+    return reference.endswith(".toml") or "/" in reference
+
+
 def resolve_contact_pack(reference: str, policy_path: Path) -> Path:
-    if reference.endswith(".toml") or "/" in reference:
+    if is_pack_path(reference):
         return (policy_path.parent / reference).resolve()
     bundled = PACKS_DIR / f"contact-{reference}.toml"
     if not bundled.is_file():

@@ -44,11 +44,6 @@ LATENCY_METRICS = (
 )
 
 
-def envelope_id_for(agreement_id: str) -> str:
-    """The envelope the simulated provider opens for an agreement (``ESignatureSimulator``)."""
-    return f"env-{agreement_id}"
-
-
 class ConfirmingESignature(ESignatureSimulator):
     """The case asks for the status only after the provider's callback was relayed to it (the
     ``sign`` update), and in the simulation only a borrower who signed triggers that callback."""

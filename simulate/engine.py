@@ -15,7 +15,7 @@ import logging
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from datetime import time as time_of_day
 from decimal import Decimal
@@ -30,6 +30,7 @@ from temporalio.client import (
 )
 from temporalio.service import RPCError
 
+from activities.esign import envelope_id_for
 from clients import connect_temporal, kafka_client_options
 from schemas.case import CaseStage, CaseView
 from schemas.events import (
@@ -42,7 +43,6 @@ from schemas.events import (
 from schemas.outbound import parse_case_event
 from settings import Settings
 from simulate import borrowers as b
-from simulate.bank import envelope_id_for
 from simulate.portfolio import SimulatedLoan
 from simulate.timescale import policy_now, server_time
 from workflows import messages
@@ -82,13 +82,10 @@ class CaseRecord:
     outcome: str | None = None
     outcome_reasons: tuple[str, ...] = ()
     signed_at: datetime | None = None
-    closed_at: datetime | None = None
     stage: str | None = None
     contacts_made: int = 0
     contacts_blocked: int | None = None
     recovered: Decimal = Decimal(0)
-    actions: dict[str, int] = field(default_factory=dict)
-    refused: int = 0
 
     @property
     def case_id(self) -> str:
@@ -99,7 +96,6 @@ class CaseRecord:
 class SimulationConfig:
     time_scale: int = 1
     grace_days: int = 5
-    seed: int = 1
     duration_seconds: float = 300.0
     publish_rate: float | None = None
     """Overdue events per second; None: as fast as the producer goes."""
@@ -153,12 +149,7 @@ class Simulation:
         await self._producer.start()
         await consumer.start()
         try:
-            topic = self.settings.kafka.topics.case_events
-            partitions = await topic_partitions(consumer, topic)
-            consumer.assign(partitions)
-            await consumer.seek_to_end(*partitions)
-            for partition in partitions:  # fix the start before the first case can publish
-                await consumer.position(partition)
+            await read_from_now(consumer, self.settings.kafka.topics.case_events)
             listener = asyncio.create_task(self._listen(consumer))
             deadline = time.monotonic() + self.config.duration_seconds
             await self._publish_overdue()
@@ -210,7 +201,7 @@ class Simulation:
 
     async def _listen(self, consumer: AIOKafkaConsumer) -> None:
         async for message in consumer:
-            record = self.records.get(_case_id_of(message.key, message.value))
+            record = self.records.get(case_id_of(message.value))
             if record is None:
                 continue  # another case on the same topic
             event = parse_case_event(message.value or b"")
@@ -243,7 +234,6 @@ class Simulation:
                 self.on_progress("closed", self.closed)
             record.outcome = getattr(event, "outcome").value  # noqa: B009
             record.outcome_reasons = tuple(getattr(event, "reasons"))  # noqa: B009
-            record.closed_at = getattr(event, "occurred_at")  # noqa: B009
             self._settled(record)
             if self.closed >= len(self.records):
                 self._finished.set()
@@ -341,7 +331,6 @@ class Simulation:
             async with self._slots:
                 await self._handle(record).execute_update(name, request, result_type=Accepted)
         except WorkflowUpdateFailedError as error:
-            record.refused += 1
             message = str(error.cause) if error.cause else str(error)
             log.debug("%s refused for %s: %s", name, record.case_id, message)
             return not is_premature(message)
@@ -352,7 +341,6 @@ class Simulation:
             # Not known to be applied: the next look tries again (a repeat is refused, harmless).
             log.debug("%s failed for %s: %s", name, record.case_id, error)
             return False
-        record.actions[name] = record.actions.get(name, 0) + 1
         return True
 
     async def _act(self, record: CaseRecord, view: CaseView, action: b.Action) -> bool:
@@ -378,7 +366,6 @@ class Simulation:
                         lump_sum_available=profile.lump_sum_available,
                     ),
                 )
-                record.actions["hardship_event"] = record.actions.get("hardship_event", 0) + 1
                 return True
             case b.SendFinances(profile=profile):
                 return await self._update(
@@ -469,7 +456,6 @@ class Simulation:
                 channel=PaymentChannel.MOBILE_APP,
             ),
         )
-        record.actions["payment"] = record.actions.get("payment", 0) + 1
         if isinstance(action, b.CureLoan):
             record.recovered += action.amount
             await self._send(
@@ -504,6 +490,16 @@ class Simulation:
         await asyncio.gather(*(finish(r) for r in self.records.values()))
 
 
+async def read_from_now(consumer: AIOKafkaConsumer, topic: str) -> None:
+    """Assign every partition of ``topic`` at its end, the positions fixed before returning, so
+    nothing published afterwards is missed."""
+    partitions = await topic_partitions(consumer, topic)
+    consumer.assign(partitions)
+    await consumer.seek_to_end(*partitions)
+    for partition in partitions:
+        await consumer.position(partition)
+
+
 async def topic_partitions(consumer: AIOKafkaConsumer, topic: str) -> list[TopicPartition]:
     for _ in range(50):
         found = consumer.partitions_for_topic(topic)
@@ -526,7 +522,7 @@ def server_time_of(view: CaseView, on: date) -> datetime:
     return server_time(view.opened_at, policy_moment, view.time_scale)
 
 
-def _case_id_of(key: bytes | None, value: bytes | None) -> str:
+def case_id_of(value: bytes | None) -> str:
     """Cheap pre-filter on the raw message: the case id is in the value; skip parsing others."""
     if value is None:
         return ""

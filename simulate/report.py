@@ -175,7 +175,7 @@ def print_summary(summary: Summary, console: Console) -> None:
     agreed = summary.days_to_agreement
     facts.add_row(
         "agreements / median policy days to agreement",
-        f"{len(agreed)} / {_median(agreed) if agreed else '-'}",
+        f"{len(agreed)} / {summary.days_to_agreement_median if agreed else '-'}",
     )
     facts.add_row("contacts made", str(summary.contacts_made))
     facts.add_row(

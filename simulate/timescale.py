@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from decisions.clock import PolicyClock
-from decisions.policy import DEFAULT_POLICY_FILE, load_policy, resolve_contact_pack
+from decisions.policy import DEFAULT_POLICY_FILE, is_pack_path, load_policy, resolve_contact_pack
 
 SECONDS_PER_DAY = 86_400
 TIME_SCALE_FIELD = "time_scale"
@@ -33,6 +33,7 @@ class CompressedPolicy:
     path: Path
     version: str
     time_scale: int
+    grace_days: int
 
 
 def write_compressed_policy(
@@ -56,13 +57,18 @@ def write_compressed_policy(
         data.setdefault("durations", {}).update(durations)
     # The derived file lives elsewhere: a pack given by path must stay the same file.
     pack = data["contact_pack"]
-    if pack.endswith(".toml") or "/" in pack:
+    if is_pack_path(pack):
         data["contact_pack"] = str(resolve_contact_pack(pack, source_path.resolve()))
     data.setdefault("durations", {})[TIME_SCALE_FIELD] = scale
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(to_toml(data))
     policy = load_policy(target)
-    return CompressedPolicy(path=target, version=policy.version, time_scale=scale)
+    return CompressedPolicy(
+        path=target,
+        version=policy.version,
+        time_scale=scale,
+        grace_days=policy.durations.grace_days,
+    )
 
 
 def policy_now(opened_at: datetime, server_now: datetime, time_scale: int) -> datetime:

@@ -248,9 +248,7 @@ def test_disputing_borrower_disputes_and_operations_review() -> None:
 def test_cooperative_chooses_the_best_ranked_option_signs_and_pays_every_instalment() -> None:
     loan, memory, rng = one("cooperative"), b.BorrowerMemory(), random.Random(2)
     memory.cure_decided = True
-    policy = load_policy()
-    assessment = assess(loan.overdue, loan.finances, CreditRecord(), (), policy)
-    proposal = propose(loan.overdue, assessment, policy, AS_OF.date() + timedelta(days=30))
+    policy, _, proposal = _proposal_for(loan)
     assert proposal.offered, "the test loan must get an offer"
     actions = b.decide(loan, view_of(loan, CaseStage.PROPOSE, proposal=proposal), memory, rng)
     chosen = [a for a in actions if isinstance(a, b.ChooseOption)]
