@@ -41,7 +41,7 @@ async def system_clock() -> datetime:
 
 
 class _Request(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="ignore")
 
 
 class LoanRequest(_Request):

@@ -22,7 +22,7 @@ from schemas.plan import Agreement
 class LedgerPosition(BaseModel):
     """What the borrower has paid into the loan since a date (inclusive)."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="ignore")
 
     loan_id: str
     currency: Currency
@@ -32,7 +32,7 @@ class LedgerPosition(BaseModel):
 
 
 class RestructureReceipt(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="ignore")
 
     agreement_id: str
     restructure_ref: str

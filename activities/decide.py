@@ -25,7 +25,7 @@ from schemas.plan import Agreement, PlanOption, PlanProposal
 
 
 class _Input(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="ignore")
 
 
 class AssessInput(_Input):

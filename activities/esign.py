@@ -21,7 +21,7 @@ class EnvelopeState(StrEnum):
 
 
 class EnvelopeStatus(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="ignore")
 
     envelope_id: str
     state: EnvelopeState

@@ -43,7 +43,7 @@ def _run(coroutine: Coroutine[Any, Any, Any]) -> Any:
 def _request(model: type[BaseModel], **fields: Any) -> BaseModel:
     """Validate here, so a malformed action is refused with the field named before it is sent."""
     try:
-        return model.model_validate(fields)
+        return model.model_validate(fields, extra="forbid")
     except ValidationError as error:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in e['loc']) or 'request'}: {e['msg']}" for e in error.errors()

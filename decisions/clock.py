@@ -19,7 +19,7 @@ SHORTEST_SERVER_DELAY = timedelta(milliseconds=1)
 
 
 class PolicyClock(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="ignore")
 
     anchor: datetime
     """Where policy time and server time agree: the case's opening."""

@@ -368,7 +368,7 @@ def _read_toml(path: Path) -> dict[str, Any]:
 
 def _validated(model: type[ModelT], data: dict[str, Any], path: Path) -> ModelT:
     try:
-        return model.model_validate(data)
+        return model.model_validate(data, extra="forbid")
     except ValidationError as error:
         raise PolicyError(f"{path}: {describe_first_error(error)}") from None
 

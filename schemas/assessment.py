@@ -18,9 +18,15 @@ Count = Annotated[int, Field(ge=0, le=10_000, strict=True)]
 
 
 class Contract(BaseModel):
-    """Base of every Accord model: immutable, unknown fields rejected."""
+    """Base of every Accord model: immutable.
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    Unknown fields are ignored, because these models are also read back from workflow
+    histories: a field removed later must not break the replay of a case that recorded it.
+    Input from outside (Kafka, CLI, policy files) is parsed with ``extra="forbid"``, so a
+    producer's typo is still refused there (``schemas.events.parse_inbound``).
+    """
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
 
 
 class Tier(StrEnum):

@@ -64,7 +64,7 @@ def check_scale(amount: Decimal, currency: str, field: str) -> None:
 
 
 class Money(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="ignore")
 
     amount: Amount
     currency: Currency

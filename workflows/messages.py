@@ -20,7 +20,7 @@ Text = Annotated[str, Field(min_length=1, max_length=2000)]
 
 
 class _Message(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="ignore")
 
 
 class CaseStart(BaseModel):

@@ -16,7 +16,7 @@ from decisions.tiering import assess
 from schemas.assessment import CreditRecord
 from schemas.case import CaseStage, CaseView, TrackedInstalment
 from schemas.contact import ContactAttempt
-from schemas.events import parse_inbound
+from schemas.events import LoanOverdue, parse_inbound
 from schemas.export import write_json_schemas
 from schemas.money import Money
 from schemas.outbound import (
@@ -80,6 +80,15 @@ def test_bad_inbound_event_gives_one_error_naming_the_field(field, value, messag
     where = ".".join(str(part) for part in errors[0]["loc"]) or errors[0]["msg"]
     assert field in where
     assert message in errors[0]["msg"]
+
+
+def test_unknown_field_refused_at_the_edge_but_ignored_in_history():
+    raw = json.dumps({**OVERDUE, "legacy_field": "x"})
+    with pytest.raises(ValidationError) as raised:
+        parse_inbound("loan.overdue.v1", raw)
+    assert raised.value.errors()[0]["loc"] == ("legacy_field",)
+    # A workflow history written before a field was removed still loads.
+    assert LoanOverdue.model_validate_json(raw).loan_id == "L-1001"
 
 
 def test_hardship_temporary_must_be_a_real_boolean():
