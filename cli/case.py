@@ -30,6 +30,7 @@ from engine.actions import (
     Reject,
     ResolveDispute,
     Resume,
+    Retry,
     SituationChanged,
     StartBreathingSpace,
     SubmitFinancials,
@@ -169,6 +170,16 @@ def resolve_dispute(case_id: str, staff_id: str, upheld: bool, note: str) -> Non
     """Close the review: upheld closes the case, rejected resumes it."""
     request = _request(ResolveDispute, staff_id=staff_id, upheld=upheld, note=note)
     _run(_act(case_id, request))
+
+
+@case.command()
+@click.argument("case_id")
+@click.option("--staff", "staff_id", required=True)
+@click.option("--note", help="What was fixed.")
+def retry(case_id: str, staff_id: str, note: str | None) -> None:
+    """Try again the step a case is waiting on a human for (a failed decision, a system that
+    refused a request): after fixing its cause."""
+    _run(_act(case_id, _request(Retry, staff_id=staff_id, note=note)))
 
 
 @case.command()

@@ -117,6 +117,7 @@ class CaseWorkflow:
 
     @workflow.run
     async def run(self, start: CaseStart) -> CaseView:
+        del start  # all of it is in self._state: a carried policy copy must not stay alive here
         while True:
             command = next_command(self._state, self._context())
             if isinstance(command, do.Finish):

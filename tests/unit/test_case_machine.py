@@ -387,6 +387,20 @@ def test_a_failing_decision_waits_for_a_human_then_retries():
     assert driver.state.stage is CaseStage.PROPOSE and driver.state.attention is None
 
 
+def test_a_case_that_cannot_open_waits_for_a_human_instead_of_looping():
+    driver = Driver()
+    driver.fail.add(do.ReadLoan)
+    wait = driver.run()
+    assert isinstance(wait, do.Wait) and wait.until is None
+    assert [type(c) for c in driver.issued] == [do.LoadPolicy, do.ReadLoan]
+    assert driver.state.attention is not None and not driver.state.stages
+    assert "still opening" in (driver.refusal(Note(author_id="S-1", text="x")) or "")
+    driver.fail.clear()
+    driver.act(Retry(staff_id="S-1", note="loan loaded in core banking"))
+    driver.run()
+    assert driver.state.stage is CaseStage.COLLECT_INFO and driver.state.stages
+
+
 def test_staff_actions_never_wait_for_kafka():
     driver = Driver().tracking()
     driver.act(Pause(staff_id="S-1"))
