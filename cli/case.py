@@ -40,9 +40,12 @@ def _run(coroutine: Coroutine[Any, Any, Any]) -> Any:
     return asyncio.run(coroutine)
 
 
-def _request(model: type[BaseModel], **fields: Any) -> BaseModel:
-    """Validate here, so a malformed action is refused with the field named before it is sent."""
+def _request(model: type[BaseModel], document: str | None = None, **fields: Any) -> BaseModel:
+    """Validate here, so a malformed action is refused with the field named before it is sent.
+    ``document``: JSON text of the request, validated as JSON (money only as decimal strings)."""
     try:
+        if document is not None:
+            return model.model_validate_json(document, extra="forbid")
         return model.model_validate(fields, extra="forbid")
     except ValidationError as error:
         problems = "; ".join(
@@ -179,11 +182,11 @@ def note(case_id: str, author_id: str, text: str) -> None:
 @click.option("--situation-changed", is_flag=True, help="Mid-plan: re-assess against it.")
 def submit_financials(case_id: str, profile_file: Path, situation_changed: bool) -> None:
     """Submit the borrower's financial profile (JSON, money as strings) taken by an agent."""
-    profile = json.loads(profile_file.read_text())
+    document = json.dumps({"profile": json.loads(profile_file.read_text())})
     if situation_changed:
-        _run(_update(case_id, "situation_changed", _request(SituationChanged, profile=profile)))
+        _run(_update(case_id, "situation_changed", _request(SituationChanged, document)))
     else:
-        _run(_update(case_id, "submit_financials", _request(SubmitFinancials, profile=profile)))
+        _run(_update(case_id, "submit_financials", _request(SubmitFinancials, document)))
 
 
 @case.command()
