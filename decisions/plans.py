@@ -67,8 +67,17 @@ from schemas.plan import (
 )
 
 _SHARE_QUANTUM = Decimal("0.000001")
-_NOT_APPLICABLE = frozenset({"LEVER_NOT_ALLOWED_FOR_TIER", "NO_TEMPORARY_HARDSHIP"})
+_NOT_APPLICABLE = frozenset(
+    {
+        "LEVER_NOT_ALLOWED_FOR_TIER",
+        "NO_TEMPORARY_HARDSHIP",
+        "RELIEF_NOT_NEEDED",
+        "NO_INTEREST_TO_PAY",
+    }
+)
 """Reasons a kind of plan does not apply at all: not why a borrower got nothing."""
+_CIRCUMSTANCES = frozenset({"RECOVERY_LONGER_THAN_RELIEF_LIMIT"})
+"""Reasons that explain a failure but are not one: the failure is still named."""
 _RELIEF_KINDS: dict[str, tuple[Lever, PhaseKind]] = {
     "reduced": (Lever.REDUCED_PAYMENT, PhaseKind.FIXED),
     "interest_only": (Lever.INTEREST_ONLY, PhaseKind.INTEREST_ONLY),
@@ -298,7 +307,7 @@ def _search(
             _settlement(kind, loan, affordability, tier, tier_plans, policy)
         else:
             _restructure(kind, loan, affordability, tier, tier_plans, policy)
-        if not kind.candidates and not kind.reasons:
+        if not kind.candidates and set(kind.reasons) <= _CIRCUMSTANCES:
             kind.reasons.append("INSTALMENT_OVER_AFFORDABLE")
     return kinds
 
@@ -316,7 +325,10 @@ def _spread(
         kind.reasons.append("NO_ARREARS")
         return
     longest = min(tier_plans.max_arrears_spread_months, loan.remaining - 1)
-    if longest < 1 or loan.remaining > policy.search.max_term_months:
+    if loan.remaining > policy.search.max_term_months:
+        kind.reasons.append("TERM_OVER_POLICY_MAXIMUM")
+        return
+    if longest < 1:
         kind.reasons.append("REMAINING_TERM_TOO_SHORT_FOR_SPREAD")
         return
     monthly = monthly_rate(loan.rate)
@@ -337,9 +349,7 @@ def _spread(
         if flows[-1].payment > affordability.limit_for(months + 1) - loan.unit:
             continue
         terms = _terms(loan, (Lever.ARREARS_SPREAD,), phases, _Concession())
-        kind.candidates.append(
-            _scored(f"spread_{months}m", terms, flows, loan, affordability, tier, policy)
-        )
+        kind.candidates.append(_scored(f"spread_{months}m", terms, affordability, tier, policy))
 
 
 def _restructure(
@@ -472,13 +482,15 @@ class _Shape:
         flows = phase_flows(loan.total - concession.waived, rate, phases)
         if self.relief is not None:
             relief_flow, level_flow = flows
-            if relief_flow.end_balance <= 0:
-                return None  # the relief instalment alone repays it all: no relief is needed
-            if (
+            if relief_flow.end_balance <= 0 or (
                 self.relief[1] is PhaseKind.FIXED
                 and level_flow.payment <= self.affordability.affordable_instalment
             ):
-                return None  # a lower instalment later than during the hardship: not relief
+                # The relief instalment repays it all, or more than comes after it: the plan
+                # needs no relief phase (the restructure kind offers it without).
+                if "RELIEF_NOT_NEEDED" not in kind.reasons:
+                    kind.reasons.append("RELIEF_NOT_NEEDED")
+                return None
         levers: list[Lever] = []
         if self.relief is not None:
             levers.append(self.relief[0])
@@ -502,7 +514,7 @@ class _Shape:
             for lever in concession.levers(loan.rate)
         )
         option_id = f"{name}_{months}m{suffix}"
-        return _scored(option_id, terms, flows, loan, self.affordability, tier, policy)
+        return _scored(option_id, terms, self.affordability, tier, policy)
 
 
 def _cheapest_concession(
@@ -605,10 +617,7 @@ def _settlement(
     )
     phases = (Phase(kind=PhaseKind.LEVEL, months=1),)
     terms = _terms(loan, (Lever.SETTLEMENT,), phases, concession)
-    flows = phase_flows(terms.balance, Decimal(0), phases)
-    kind.candidates.append(
-        _scored("settlement", terms, flows, loan, affordability, tier, policy, lump_sum=True)
-    )
+    kind.candidates.append(_scored("settlement", terms, affordability, tier, policy))
 
 
 # --------------------------------------------------------------------------- scoring
@@ -636,26 +645,34 @@ def _terms(
     )
 
 
-def _scored(
-    option_id: str,
-    terms: PlanTerms,
-    flows: tuple[PhaseFlow, ...],
-    loan: _Loan,
-    affordability: Affordability,
-    tier: Tier,
-    policy: Policy,
-    *,
-    lump_sum: bool = False,
-) -> _Scored:
-    """Concession and the recovery model of the module docstring, from the exact flows."""
-    total = loan.total
+@dataclass(frozen=True)
+class Recovery:
+    """What an option is worth to the lender, and what it gives up."""
+
+    completion_probability: Decimal
+    expected_recovery: Decimal
+    concession: Decimal
+    """Waivers plus the interest a rate below the contractual one forgoes over the plan."""
+    concession_share: Decimal
+    """``concession / total outstanding``, rounded up to six places, at most 1."""
+
+
+def recovery(
+    terms: PlanTerms, affordability: Affordability, tier: Tier, policy: Policy
+) -> Recovery:
+    """The recovery model of the module docstring (and of the default policy file), computed
+    from the terms' exact phase payments in closed form."""
+    settlement = terms.is_settlement
+    total = terms.total_outstanding
+    unit = quantum(terms.currency)
+    flows = phase_flows(terms.balance, terms.annual_interest_rate, terms.phases)
     with localcontext() as context:
         context.prec = PRECISION
         forgone = Decimal(0)
-        if not lump_sum and terms.annual_interest_rate < loan.rate:
-            cut = monthly_rate(loan.rate) - monthly_rate(terms.annual_interest_rate)
+        if not settlement and terms.annual_interest_rate < terms.contractual_rate:
+            cut = monthly_rate(terms.contractual_rate) - monthly_rate(terms.annual_interest_rate)
             forgone = cut * sum((f.balance_months for f in flows), Decimal(0))
-        concession = (terms.waived + forgone).quantize(loan.unit, rounding=ROUND_CEILING)
+        concession = (terms.waived + forgone).quantize(unit, rounding=ROUND_CEILING)
         share = min(concession / total, Decimal(1)).quantize(_SHARE_QUANTUM, ROUND_CEILING)
 
         ranking = policy.ranking
@@ -663,7 +680,7 @@ def _scored(
         discount = 1 / (1 + ranking.discount_rate / 12)
         alive = ranking.start.of(tier)
         cash = Decimal(0)
-        for payment, months, limit, first_month in _segments(flows, affordability, lump_sum):
+        for payment, months, limit, first_month in _segments(flows, affordability, settlement):
             use = Decimal(1) if limit <= 0 else min(payment / limit, Decimal(1))
             if payment == 0:
                 use = Decimal(0)
@@ -676,17 +693,31 @@ def _scored(
                 series = factor * (1 - factor**months) / (1 - factor)
             cash += alive * payment * series * discount ** (first_month - 1)
             alive *= keep**months
-        expected = quantize_down(min(cash, total), loan.currency)
+        expected = quantize_down(min(cash, total), terms.currency)
         completion = alive.quantize(_SHARE_QUANTUM)
-    return _Scored(terms, option_id, concession, share, completion, expected)
+    return Recovery(completion, expected, concession, share)
+
+
+def _scored(
+    option_id: str, terms: PlanTerms, affordability: Affordability, tier: Tier, policy: Policy
+) -> _Scored:
+    worth = recovery(terms, affordability, tier, policy)
+    return _Scored(
+        terms,
+        option_id,
+        worth.concession,
+        worth.concession_share,
+        worth.completion_probability,
+        worth.expected_recovery,
+    )
 
 
 def _segments(
-    flows: tuple[PhaseFlow, ...], affordability: Affordability, lump_sum: bool
+    flows: tuple[PhaseFlow, ...], affordability: Affordability, settlement: bool
 ) -> Iterable[tuple[Decimal, int, Decimal, int]]:
     """(exact payment, months, affordable instalment, first month) with all three constant:
     the phases, cut where the affordable instalment changes (the end of the hardship)."""
-    if lump_sum:
+    if settlement:
         available = affordability.lump_sum_available or Decimal(0)
         yield flows[0].payment, 1, available, 1
         return

@@ -10,12 +10,13 @@ from fractions import Fraction
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from pydantic import TypeAdapter
 
-from decisions.plans import issue_agreement, propose
+from decisions.plans import issue_agreement, propose, recovery
 from decisions.policy import load_policy
 from decisions.schedules import add_months, schedule_of
 from decisions.tiering import assess
-from schemas.assessment import CreditRecord, Engagement, Tier
+from schemas.assessment import Affordability, CreditRecord, Engagement, HardshipKind, Tier
 from schemas.events import LoanOverdue
 from schemas.money import MINOR_UNITS, quantum
 from schemas.outbound import OptionSummary
@@ -24,9 +25,11 @@ from schemas.plan import (
     AgreementRefused,
     ApprovalAuthority,
     Lever,
+    Phase,
     PhaseKind,
     PlanOption,
     PlanProposal,
+    PlanTerms,
 )
 from tests import factories
 
@@ -101,6 +104,45 @@ def test_tiny_arrears_spread_over_months_is_whole_minor_units():
     assert proposal.offered
     for option in proposal.offered:
         assert all(i.amount >= Decimal("0.01") for i in schedule_of(option.terms).instalments)
+
+
+@pytest.mark.parametrize("currency", ["CNY", "JPY"])
+@pytest.mark.parametrize("remaining", [0, 1, 480, 600])
+@pytest.mark.parametrize("rate", ["0", "0.36", "1"])
+def test_extreme_loans_never_raise(currency: str, remaining: int, rate: str):
+    """Every part at the largest inbound amount (just below 10^16), terms from matured to beyond
+    the policy's longest, rates from 0 to 100 %, budgets from the whole debt to almost nothing."""
+    big = Decimal("9999999999999999.99") if currency == "CNY" else Decimal("9999999999999999")
+    loan = factories.loan(
+        currency=currency,
+        principal_outstanding=big,
+        interest_outstanding=big,
+        penalty_interest_outstanding=big,
+        fees_outstanding=big,
+        overdue_amount=big,
+        contractual_instalment=big,
+        remaining_term_months=remaining,
+        annual_interest_rate=Decimal(rate),
+    )
+    both = TypeAdapter(Agreement | AgreementRefused)
+    for income in (big, Decimal(1)):
+        borrower = factories.profile(
+            currency=currency,
+            monthly_income=income,
+            essential_expenses=Decimal(0),
+            other_debt_payments=Decimal(0),
+            temporary=True,
+            expected_recovery_months=6,
+            lump_sum_available=big,
+        )
+        proposal = proposal_for(loan, borrower)
+        assert proposal.offered or proposal.no_option_reasons
+        if remaining > POLICY.search.max_term_months:
+            assert "TERM_OVER_POLICY_MAXIMUM" in proposal.no_option_reasons
+        for option in proposal.offered:
+            agreement = agreement_for(option, loan)
+            assert isinstance(agreement, Agreement)
+            assert both.validate_json(both.dump_json(agreement)) == agreement
 
 
 def test_non_responsive_gets_no_options_and_says_why():
@@ -392,3 +434,56 @@ def test_exact_recovery_never_exceeds_what_is_owed_even_at_high_rates():
         assert payable > Fraction(loan.total_outstanding)  # interest makes it more ...
         assert option.expected_recovery <= loan.total_outstanding  # ... but not recovery
     assert add_months(FIRST_DUE, 1) == date(2026, 5, 1)
+
+
+def level_plan(balance: Decimal, months: int, rate: Decimal) -> PlanTerms:
+    return PlanTerms(
+        levers=(Lever.TERM_EXTENSION,),
+        currency="CNY",
+        first_due=FIRST_DUE,
+        annual_interest_rate=rate,
+        contractual_rate=rate,
+        remaining_term_months=1,
+        principal=balance,
+        interest=Decimal(0),
+        penalty=Decimal(0),
+        fees=Decimal(0),
+        phases=(Phase(kind=PhaseKind.LEVEL, months=months),),
+    )
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    balance=st.decimals(Decimal("100.00"), Decimal("1000000.00"), places=2),
+    months=st.integers(1, 300),
+    longer=st.integers(1, 60),
+    rate=st.decimals(Decimal(0), Decimal("0.36"), places=4),
+    tier=st.sampled_from([Tier.LIGHT, Tier.MODERATE, Tier.SEVERE, Tier.WILFUL]),
+)
+def test_completion_falls_with_length_and_with_the_budget_share(
+    balance, months, longer, rate, tier
+):
+    short = level_plan(balance, months, rate)
+    payment = schedule_of(short).max_instalment
+    budget = Affordability(
+        currency="CNY",
+        disposable_income=payment * 4,
+        share=Decimal("0.5"),
+        affordable_instalment=payment * 2,
+        hardship=HardshipKind.NONE,
+    )
+    # The same instalment for longer (a larger balance) completes less often ...
+    stretched = (balance * (months + longer) / months).quantize(Decimal("0.01"))
+    long = level_plan(stretched, months + longer, Decimal(0))
+    flat = level_plan(balance, months, Decimal(0))
+    assert (
+        recovery(long, budget, tier, POLICY).completion_probability
+        <= recovery(flat, budget, tier, POLICY).completion_probability
+    )
+    # ... and the same length asking more of the budget completes less often.
+    tighter = budget.model_copy(update={"affordable_instalment": payment})
+    roomy = recovery(short, budget, tier, POLICY).completion_probability
+    tight = recovery(short, tighter, tier, POLICY).completion_probability
+    assert tight < roomy or roomy < Decimal("0.00001")  # both round to ~0 over decades
+    for terms in (short, long, flat):
+        assert recovery(terms, budget, tier, POLICY).expected_recovery <= terms.total_outstanding
