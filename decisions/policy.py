@@ -86,7 +86,8 @@ class PlanSearch(Contract):
 
     max_term_months: Annotated[int, Field(ge=1, le=600, strict=True)] = 480
     max_offered: Annotated[int, Field(ge=1, le=10, strict=True)] = 4
-    """The best options by expected recovery, at most one of each kind."""
+    """The best options by expected recovery: of each kind of plan at most one without and one
+    with a concession."""
     concession_order: tuple[Lever, ...] = CONCESSION_LEVERS
     """Which concession is used up first when a plan needs one: cheapest first."""
     term_points: Annotated[int, Field(ge=2, le=60, strict=True)] = 12

@@ -32,6 +32,7 @@ from schemas.plan import (
     PlanTerms,
 )
 from tests import factories
+from tests.unit.test_schedules import check as check_against_exact_plan
 
 pytestmark = pytest.mark.unit
 
@@ -347,7 +348,8 @@ def test_any_loan_gets_options_that_fit_the_policy_and_the_budget_or_reasons(
         assert (option.instalment_count, option.first_instalment) == (len(amounts), amounts[0])
         assert (option.max_instalment, option.total_payable) == (max(amounts), sum(amounts))
         assert OptionSummary.of(option).first_instalment.amount == amounts[0]
-        # Sums exact.
+        # Sums exact, every instalment within a minor unit of the exact plan (rational reference).
+        check_against_exact_plan(terms)
         assert schedule.total_principal == terms.balance + schedule.capitalised_interest
         assert terms.balance + terms.waived == owed
         # Policy: levers of the tier, each within its limit, and the combination.

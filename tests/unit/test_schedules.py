@@ -8,7 +8,7 @@ annuity ``E m / (1 - (1 + m)^-n)`` of the exact balance at the phase's start.
 from __future__ import annotations
 
 from datetime import date
-from decimal import Decimal
+from decimal import ROUND_FLOOR, Decimal
 from fractions import Fraction
 
 import pytest
@@ -176,18 +176,41 @@ def plan_terms(draw: st.DrawFn) -> PlanTerms:
         else Decimal(draw(st.integers(1, 10**15))).quantize(unit)
     )
     rate = draw(st.decimals(Decimal(0), Decimal(1), places=4))
-    relief = draw(st.sampled_from([None, "holiday", "interest_only", "fixed"]))
-    relief_months = draw(st.integers(1, 36))
-    level_months = draw(st.integers(1, 480 - relief_months if relief else 480))
+    # Up to three relief phases of any kind in any order, then the level phase: every plan
+    # shape the search makes (spread, reduced, interest-only, holiday) and more.
     phases: list[Phase] = []
-    if relief == "fixed":
-        # Any payment, even one that repays everything early (the tail then has no instalments).
-        payment = Decimal(draw(st.integers(1, max(1, int(balance / unit))))) * unit
-        phases.append(Phase(kind="fixed", months=relief_months, payment=payment))
-    elif relief is not None:
-        phases.append(Phase(kind=relief, months=relief_months))
-    phases.append(Phase(kind="level", months=level_months))
-    return terms_of(currency, balance, rate, tuple(phases))
+    months_left = 480
+    for kind in draw(st.lists(st.sampled_from(["holiday", "interest_only", "fixed"]), max_size=3)):
+        months = draw(st.integers(1, 24))
+        months_left -= months
+        if kind == "fixed":
+            # Any payment, even one that repays everything early (no instalments after it).
+            payment = Decimal(draw(st.integers(1, max(1, int(balance / unit))))) * unit
+            phases.append(Phase(kind="fixed", months=months, payment=payment))
+        else:
+            phases.append(Phase(kind=kind, months=months))
+    phases.append(Phase(kind="level", months=draw(st.integers(1, months_left))))
+    # The balance split over the parts a plan owes, some of it waived, the rate maybe cut.
+    parts = draw(st.lists(st.integers(0, 3), min_size=4, max_size=4))
+    total_parts = sum(parts) or 1
+    shares = [(balance * p / total_parts).quantize(unit, rounding=ROUND_FLOOR) for p in parts]
+    shares[0] += balance - sum(shares)
+    waived = Decimal(draw(st.integers(0, 10**6))) * unit
+    levers = draw(st.lists(st.sampled_from(list(Lever)), min_size=1, max_size=5, unique=True))
+    return PlanTerms(
+        levers=tuple(levers),
+        currency=currency,
+        first_due=draw(st.dates(date(2026, 1, 1), date(2030, 12, 31))),
+        annual_interest_rate=rate,
+        contractual_rate=max(rate, draw(st.decimals(Decimal(0), Decimal(1), places=4))),
+        remaining_term_months=draw(st.integers(0, 480)),
+        principal=shares[0],
+        interest=shares[1],
+        penalty=shares[2],
+        fees=shares[3],
+        waived_penalty=waived,
+        phases=tuple(phases),
+    )
 
 
 @settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
