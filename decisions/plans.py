@@ -53,7 +53,7 @@ from decisions.schedules import (
 )
 from schemas.assessment import Affordability, Assessment, HardshipKind, Tier
 from schemas.events import LoanOverdue
-from schemas.money import quantize, quantize_down, quantum
+from schemas.money import Currency, quantize, quantize_down, quantum
 from schemas.plan import (
     Agreement,
     AgreementRefused,
@@ -89,7 +89,7 @@ _RELIEF_KINDS: dict[str, tuple[Lever, PhaseKind]] = {
 class _Loan:
     """The numbers of the loan the search works with."""
 
-    currency: str
+    currency: Currency
     unit: Decimal
     principal: Decimal
     interest: Decimal

@@ -105,12 +105,12 @@ def _decimal_validator(
             raise ValueError(f"{expected}, not a {type(value).__name__}")
         if not value.is_finite():
             raise ValueError(f"{kind} must be finite, not {value}")
-        value = _canonical(value)
-        if not compiled.fullmatch(as_text(value)):
+        number = _canonical(value)
+        if not compiled.fullmatch(as_text(number)):
             raise ValueError(
-                f"{kind} {as_text(value)} is out of range or has more than {places} decimals"
+                f"{kind} {as_text(number)} is out of range or has more than {places} decimals"
             )
-        return value
+        return number
 
     return validate
 
@@ -120,66 +120,81 @@ def as_text(value: Decimal) -> str:
     return format(value, "f")
 
 
-def _decimal_type(pattern: str, *, kind: str, example: str, places: int, description: str) -> Any:
-    return Annotated[
-        Decimal,
-        PlainValidator(_decimal_validator(pattern, kind=kind, example=example, places=places)),
-        PlainSerializer(as_text, return_type=str, when_used="json"),
-        WithJsonSchema({"type": "string", "pattern": pattern, "description": description}),
-    ]
+def _described(pattern: str, description: str) -> WithJsonSchema:
+    return WithJsonSchema({"type": "string", "pattern": pattern, "description": description})
 
 
-Amount = _decimal_type(
-    amount_pattern(MAX_MINOR_UNITS),
-    kind="money",
-    places=MAX_MINOR_UNITS,
-    example="1234.56",
-    description="Money amount, a decimal string; no more decimals than the currency allows.",
-)
+_AS_TEXT = PlainSerializer(as_text, return_type=str, when_used="json")
+_AMOUNT = amount_pattern(MAX_MINOR_UNITS)
+_POSITIVE = positive_amount_pattern(MAX_MINOR_UNITS)
+_SIGNED = signed_amount_pattern(MAX_MINOR_UNITS)
+_INBOUND = amount_pattern(MAX_MINOR_UNITS, INBOUND_INTEGER_DIGITS)
+_INBOUND_POSITIVE = positive_amount_pattern(MAX_MINOR_UNITS, INBOUND_INTEGER_DIGITS)
+
+
+def _money(pattern: str, example: str = "1234.56") -> PlainValidator:
+    return PlainValidator(
+        _decimal_validator(pattern, kind="money", example=example, places=MAX_MINOR_UNITS)
+    )
+
+
+def _fraction(example: str) -> PlainValidator:
+    return PlainValidator(
+        _decimal_validator(FRACTION_PATTERN, kind="fraction", example=example, places=RATE_PLACES)
+    )
+
+
+Amount = Annotated[
+    Decimal,
+    _money(_AMOUNT),
+    _AS_TEXT,
+    _described(
+        _AMOUNT, "Money amount, a decimal string; no more decimals than the currency allows."
+    ),
+]
 """A non-negative money amount; its scale is checked against the currency by the owning model."""
-PositiveAmount = _decimal_type(
-    positive_amount_pattern(MAX_MINOR_UNITS),
-    kind="money",
-    places=MAX_MINOR_UNITS,
-    example="1234.56",
-    description="Money amount above zero, a decimal string.",
-)
-SignedAmount = _decimal_type(
-    signed_amount_pattern(MAX_MINOR_UNITS),
-    kind="money",
-    places=MAX_MINOR_UNITS,
-    example="-1234.56",
-    description="Money amount that may be negative, a decimal string.",
-)
-InboundAmount = _decimal_type(
-    amount_pattern(MAX_MINOR_UNITS, INBOUND_INTEGER_DIGITS),
-    kind="money",
-    places=MAX_MINOR_UNITS,
-    example="1234.56",
-    description="Money amount below 10^16, a decimal string; no more decimals than the "
-    "currency allows.",
-)
-InboundPositiveAmount = _decimal_type(
-    positive_amount_pattern(MAX_MINOR_UNITS, INBOUND_INTEGER_DIGITS),
-    kind="money",
-    places=MAX_MINOR_UNITS,
-    example="1234.56",
-    description="Money amount above zero and below 10^16, a decimal string.",
-)
-Rate = _decimal_type(
-    FRACTION_PATTERN,
-    kind="fraction",
-    places=RATE_PLACES,
-    example="0.0435",
-    description="Nominal annual interest rate as a fraction (0.0435 = 4.35 %), a decimal string.",
-)
-Share = _decimal_type(
-    FRACTION_PATTERN,
-    kind="fraction",
-    places=RATE_PLACES,
-    example="0.5",
-    description="A share between 0 and 1, a decimal string.",
-)
+PositiveAmount = Annotated[
+    Decimal,
+    _money(_POSITIVE),
+    _AS_TEXT,
+    _described(_POSITIVE, "Money amount above zero, a decimal string."),
+]
+SignedAmount = Annotated[
+    Decimal,
+    _money(_SIGNED, example="-1234.56"),
+    _AS_TEXT,
+    _described(_SIGNED, "Money amount that may be negative, a decimal string."),
+]
+InboundAmount = Annotated[
+    Decimal,
+    _money(_INBOUND),
+    _AS_TEXT,
+    _described(
+        _INBOUND,
+        "Money amount below 10^16, a decimal string; no more decimals than the currency allows.",
+    ),
+]
+InboundPositiveAmount = Annotated[
+    Decimal,
+    _money(_INBOUND_POSITIVE),
+    _AS_TEXT,
+    _described(_INBOUND_POSITIVE, "Money amount above zero and below 10^16, a decimal string."),
+]
+Rate = Annotated[
+    Decimal,
+    _fraction("0.0435"),
+    _AS_TEXT,
+    _described(
+        FRACTION_PATTERN,
+        "Nominal annual interest rate as a fraction (0.0435 = 4.35 %), a decimal string.",
+    ),
+]
+Share = Annotated[
+    Decimal,
+    _fraction("0.5"),
+    _AS_TEXT,
+    _described(FRACTION_PATTERN, "A share between 0 and 1, a decimal string."),
+]
 
 
 def quantum(currency: str) -> Decimal:
