@@ -22,7 +22,9 @@ rate): the largest balance a length can carry is known in closed form, so the wa
 computed, not guessed, and the rate is bisected on ``search.rate_step``. Limits: each lever's,
 and ``max_concession_share`` on the combination. Of each kind the length with the highest
 expected recovery is kept, once without and once with a concession (only where one is needed);
-the ``search.max_offered`` best are offered, the rest listed as excluded with reasons.
+a plan with a concession is kept only if it recovers more than every plan without one (else the
+concession buys nothing). The ``search.max_offered`` best are offered, the rest listed as
+excluded with reasons.
 
 **Recovery model** (``ranking``, explained in ``packs/default.toml``): the borrower starts with
 probability ``start[tier]`` and breaks the plan in month ``k`` with probability
@@ -197,12 +199,25 @@ def propose(
             if variant:
                 best.append(min(variant, key=lambda c: c.key(policy)))
     best.sort(key=lambda c: c.key(policy))
+    # A concession must buy something: one that recovers no more than a plan without any
+    # concession is money given away (and an approval asked for nothing).
+    free = [c.expected for c in best if not c.concession]
+    worthless = [c for c in best if c.concession and free and c.expected <= max(free)]
+    best = [c for c in best if c not in worthless]
     chosen = best[: policy.search.max_offered]
     offered = tuple(_option(scored, rank, policy) for rank, scored in enumerate(chosen, start=1))
     excluded = [
         ExcludedOption(option_id=kind.kind_id, levers=kind.levers, reasons=tuple(kind.reasons))
         for kind in kinds
         if not kind.candidates
+    ]
+    excluded += [
+        ExcludedOption(
+            option_id=scored.option_id,
+            levers=scored.terms.levers,
+            reasons=("CONCESSION_RECOVERS_NO_MORE",),
+        )
+        for scored in worthless
     ]
     excluded += [
         ExcludedOption(

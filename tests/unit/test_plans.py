@@ -395,6 +395,11 @@ def test_any_loan_gets_options_that_fit_the_policy_and_the_budget_or_reasons(
         assert [i.amount for i in agreement.schedule.instalments] == amounts
         assert agreement.terms == terms.model_copy(update={"first_due": date(2026, 4, 19)})
         assert agreement.schedule.instalments[0].due_date >= date(2026, 4, 19)
+    # A concession is offered only where it recovers more than every plan without one.
+    free = [o.expected_recovery for o in proposal.offered if o.concession == 0]
+    for option in proposal.offered:
+        if option.concession > 0 and free:
+            assert option.expected_recovery > max(free)
     # Ranking: never a lower expected recovery above a higher one.
     ranked = sorted(proposal.offered, key=lambda o: o.rank)
     assert [o.rank for o in ranked] == list(range(1, len(ranked) + 1))
