@@ -93,7 +93,7 @@ from schemas.outbound import (
     PauseReason,
     ReassessmentTrigger,
 )
-from schemas.plan import ApprovalAuthority, PlanType
+from schemas.plan import ApprovalAuthority
 
 TERMINAL_STATUSES = frozenset({Status.CURED, Status.CHARGED_OFF, Status.CLOSED})
 
@@ -555,7 +555,7 @@ def _ledger_read(state: CaseState, message: result.LedgerRead, context: Context)
             consecutive_missed=max(tracking.consecutive_missed, 1),
         )
     if all(status is InstalmentStatus.PAID for status in tracking.statuses):
-        settled = agreement.terms.plan_type is PlanType.LUMP_SUM_SETTLEMENT
+        settled = agreement.terms.is_settlement
         close(
             state,
             CaseOutcome.SETTLED if settled else CaseOutcome.CURED,

@@ -33,7 +33,6 @@ from schemas.outbound import (
     PlanProposed,
     ReassessmentTrigger,
 )
-from schemas.plan import PlanType
 
 CONTACT_DEFERRALS = 3
 """Times a contact blocked on every channel waits for the rules to allow it again."""
@@ -273,7 +272,7 @@ def close_for_status(state: CaseState, status: Status, context: Context) -> None
     elif status is Status.CLOSED:
         settled = (
             state.agreement is not None
-            and state.agreement.terms.plan_type is PlanType.LUMP_SUM_SETTLEMENT
+            and state.agreement.terms.is_settlement
         )
         close(
             state, CaseOutcome.SETTLED if settled else CaseOutcome.CURED, ["LOAN_CLOSED"], context

@@ -155,7 +155,7 @@ class CompactSchedule(Record):
 
     currency: Currency
     balance: int
-    annual_interest_rate: Decimal
+    capitalised_interest: int = 0
     due: tuple[int, ...]
     principal: tuple[int, ...]
     interest: tuple[int, ...]
@@ -166,7 +166,7 @@ class CompactSchedule(Record):
         return cls(
             currency=schedule.currency,
             balance=int(schedule.balance * scale),
-            annual_interest_rate=schedule.annual_interest_rate,
+            capitalised_interest=int(schedule.capitalised_interest * scale),
             due=tuple(i.due_date.toordinal() for i in schedule.instalments),
             principal=tuple(int(i.principal * scale) for i in schedule.instalments),
             interest=tuple(int(i.interest * scale) for i in schedule.instalments),
@@ -189,7 +189,7 @@ class CompactSchedule(Record):
         return RepaymentSchedule(
             currency=self.currency,
             balance=self._money(self.balance),
-            annual_interest_rate=self.annual_interest_rate,
+            capitalised_interest=self._money(self.capitalised_interest),
             instalments=tuple(
                 Instalment(
                     number=index + 1,

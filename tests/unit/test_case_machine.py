@@ -31,6 +31,7 @@ from engine.actions import (
     SubmitFinancials,
 )
 from engine.state import CaseStart
+from schemas.assessment import CreditRecord
 from schemas.case import CaseOutcome, CaseStage, CheckpointKind
 from schemas.events import LoanStatus
 from tests.unit.case_driver import POLICY, Driver, Refused, borrower, loan
@@ -40,10 +41,13 @@ pytestmark = pytest.mark.unit
 DAY = timedelta(days=1)
 
 
-def waiver_loan():
-    # Penalty and fees large enough that waiving them needs a team lead or more.
-    return loan(
-        penalty_interest_outstanding=Decimal("3000.00"), fees_outstanding=Decimal("1000.00")
+def tight_budget():
+    """Affordable 700.00 a month: only a plan with concessions fits, and it needs a team lead."""
+    return borrower(
+        hardship_reason=None,
+        temporary=False,
+        expected_recovery_months=None,
+        monthly_income=Decimal("8100.00"),
     )
 
 
@@ -52,8 +56,9 @@ def rich_budget():
         hardship_reason=None,
         temporary=False,
         expected_recovery_months=None,
-        monthly_income=Decimal("12000.00"),
-        essential_expenses=Decimal("6000.00"),
+        monthly_income=Decimal("20000.00"),
+        essential_expenses=Decimal("5000.00"),
+        other_debt_payments=Decimal("0.00"),
     )
 
 
@@ -80,8 +85,8 @@ def _at(stage: str) -> Driver:
         driver.act(SubmitFinancials(profile=borrower()))
         return driver
     if stage == "propose_awaiting_approval":
-        driver = Driver(loan=waiver_loan()).opened()
-        driver.act(SubmitFinancials(profile=rich_budget()))
+        driver = Driver().opened()
+        driver.act(SubmitFinancials(profile=tight_budget()))
         driver.run()
         assert driver.state.approval is not None and driver.state.offer is None
         return driver
@@ -227,9 +232,8 @@ def test_exit_declined():
 
 
 def test_exit_wilful_default_goes_to_legal():
-    driver = Driver(loan=loan(days_past_due=75)).opened()
-    rich = rich_budget().model_copy(update={"monthly_income": Decimal("20000.00")})
-    driver.act(SubmitFinancials(profile=rich))
+    driver = Driver(credit=CreditRecord(broken_agreements=1)).opened()
+    driver.act(SubmitFinancials(profile=rich_budget()))
     driver.run()
     assert driver.state.assessment is not None and driver.state.assessment.tier == "wilful"
     driver.act(Decline())
