@@ -270,10 +270,7 @@ def close_for_status(state: CaseState, status: Status, context: Context) -> None
     if status is Status.CHARGED_OFF:
         close(state, CaseOutcome.WRITTEN_OFF, ["LOAN_CHARGED_OFF"], context)
     elif status is Status.CLOSED:
-        settled = (
-            state.agreement is not None
-            and state.agreement.terms.is_settlement
-        )
+        settled = state.agreement is not None and state.agreement.terms.is_settlement
         close(
             state, CaseOutcome.SETTLED if settled else CaseOutcome.CURED, ["LOAN_CLOSED"], context
         )
