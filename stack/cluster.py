@@ -29,13 +29,14 @@ from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
 from settings import ClusterSettings, Settings
-from stack.apps import StreamProcessor, TemporalWorker, http_get_status
+from stack.apps import StreamProcessor, TemporalWorker, http_get_status, workflow_pollers
 from stack.builds import ensure_built, temporal_server_build, temporal_ui_build
 from stack.component import Component
 from stack.errors import StackError
 from stack.kafka import KafkaBroker, ensure_topics, replication_properties, topic_partitions
 from stack.ports import PortClaim, split_host_port
 from stack.postgres import PostgresServer
+from stack.processes import ProcessSupervisor
 from stack.temporal import (
     CLOSED_WORKFLOW_RETENTION,
     RPC_TIMEOUT,
@@ -383,7 +384,15 @@ class ClusterWorker(TemporalWorker):
 
     def __init__(self, settings: Settings, number: int) -> None:
         self.name = f"worker-{number}"
+        self.supervisor = ProcessSupervisor(settings.data_dir.resolve())
         super().__init__(instance_settings(settings, self.name))
+
+    async def probe(self) -> None:
+        """This worker polls (the SDK's identity is ``<pid>@<host>``), not just any worker."""
+        record = self.supervisor.read_pid(self.name)
+        identities = [poller.identity for poller in await workflow_pollers(self.settings)]
+        if record is None or not any(i.startswith(f"{record.pid}@") for i in identities):
+            raise StackError(f"{self.name} does not poll yet (pollers: {identities})")
 
 
 class ClusterStreamProcessor(StreamProcessor):
