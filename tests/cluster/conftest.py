@@ -14,6 +14,7 @@ import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import aiohttp
 import pytest
 from temporalio.client import Client
 
@@ -21,8 +22,10 @@ from clients import connect_temporal
 from settings import Settings
 from stack.isolated import isolated_cluster_settings
 from stack.orchestrator import Stack, Topology
+from stack.ports import split_host_port
 from stack.processes import group_alive
-from tests.integration.streams_support import wait_until
+from streams.app import HEALTH_PATH
+from tests.integration.streams_support import applied_event_ids, wait_for_applied, wait_until
 
 CLUSTER_NAMESPACE = "accord-cluster-it"
 
@@ -86,3 +89,39 @@ def log_tails(stack: Stack, *names: str) -> str:
     return "\n".join(
         f"--- {name} ---\n{stack.supervisor.log_tail(name, lines=15)}" for name in names
     )
+
+
+async def assigned_partitions(settings: Settings) -> dict[int, set[str]]:
+    """Each stream processor's inbound partitions (``topic:partition``) by web port; empty while
+    it rebalances or does not answer."""
+    host = split_host_port(settings.temporal.address)[0]
+    found: dict[int, set[str]] = {}
+    async with aiohttp.ClientSession() as session:
+        for port in settings.stack.cluster.stream_web_ports:
+            try:
+                async with session.get(f"http://{host}:{port}{HEALTH_PATH}") as reply:
+                    health = await reply.json()
+            except aiohttp.ClientError:
+                found[port] = set()
+                continue
+            found[port] = set() if health["rebalancing"] else set(health["assigned_partitions"])
+    return found
+
+
+async def wait_for_applied_or_explain(
+    stack: Stack, client: Client, expected: dict[str, set[str]], *, within: float
+) -> None:
+    """``wait_for_applied``, failing with what a few pending cases miss and what the stream
+    processors logged last."""
+    try:
+        await wait_for_applied(client, expected, within=within)
+    except AssertionError as error:
+        missing = {}
+        for case_id in sorted(expected)[:200]:
+            applied = await applied_event_ids(client, case_id)
+            if applied != expected[case_id]:
+                missing[case_id] = sorted(expected[case_id] - (applied or set()))
+            if len(missing) == 5:
+                break
+        names = [c.name for c in stack.components if c.name.startswith(("stream", "worker"))]
+        raise AssertionError(f"{error}\nmissing: {missing}\n{log_tails(stack, *names)}") from None

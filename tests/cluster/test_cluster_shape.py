@@ -19,7 +19,7 @@ from stack.apps import workflow_pollers
 from stack.kafka import topic_partitions
 from stack.orchestrator import Health, Stack
 from stack.temporal import SEARCH_ATTRIBUTES
-from streams.app import HEALTH_PATH
+from tests.cluster.conftest import assigned_partitions
 from tests.integration.streams_support import accord, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.cluster]
@@ -96,21 +96,10 @@ async def test_two_workers_poll_and_two_processors_share_the_partitions(
     worker_pids = {cluster.supervisor.read_pid(f"worker-{n}").pid for n in (1, 2)}  # type: ignore[union-attr]
     assert {identity.split("@")[0] for identity in pollers} >= {str(pid) for pid in worker_pids}
 
-    host = cluster_settings.temporal.address.split(":")[0]
     partitions = cluster_settings.kafka.topics.partitions
-    ports = cluster_settings.stack.cluster.stream_web_ports
-
-    async def assigned() -> dict[int, set[str]]:
-        found = {}
-        async with aiohttp.ClientSession() as session:
-            for port in ports:
-                async with session.get(f"http://{host}:{port}{HEALTH_PATH}") as reply:
-                    health = await reply.json()
-                found[port] = set() if health["rebalancing"] else set(health["assigned_partitions"])
-        return found
 
     async def shared() -> bool:
-        found = await assigned()
+        found = await assigned_partitions(cluster_settings)
         everything = set().union(*found.values())
         inbound = cluster_settings.kafka.topics.inbound()
         wanted = {f"{topic}:{p}" for topic in inbound for p in range(partitions)}
