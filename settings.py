@@ -110,7 +110,8 @@ class ClusterSettings(BaseModel):
     temporal_ports: TemporalClusterPorts = Field(default_factory=TemporalClusterPorts)
     # Debian's package; the major version is the compose file's `postgres:` image tag.
     postgres_major: int = 15
-    postgres_port: int = 5432
+    # Not 5432: installing Debian's package starts a cluster of its own there.
+    postgres_port: int = 5433
     postgres_user: str = "temporal"
     postgres_password: SecretStr = SecretStr("temporal")
     # host:port of each broker's client listener, and each one's controller port.

@@ -227,7 +227,7 @@ def test_temporal_server_configured_like_the_stacks(compose: dict, defaults: Set
     stack_env = server_environment(defaults)
     compose_env = {k: str(v) for k, v in compose["services"]["temporal"]["environment"].items()}
     shape = {k: v for k, v in stack_env.items() if k not in PLACEMENT_VARIABLES}
-    shape = {k: v for k, v in shape.items() if not k.endswith("_PORT") or k == "DB_PORT"}
+    shape = {k: v for k, v in shape.items() if not k.endswith("_PORT")}
     assert {k: compose_env.get(k) for k in shape} == shape
     assert compose_env["NUM_HISTORY_SHARDS"] == str(defaults.stack.cluster.history_shards)
     assert int(compose_env["NUM_HISTORY_SHARDS"]) > 1
