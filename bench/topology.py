@@ -16,7 +16,7 @@ No worker runs (as in bench.ingest: this measures starting cases, not running th
   latency    — events produced at --latency-rate for --latency-seconds after a warm-up;
                latency = case start time - produce time (p50/p99)
 
-While the throughput phase runs, the CPU time of every component's process group (server,
+While the throughput phase runs, the CPU time of every component's process tree (server,
 PostgreSQL with its backends, brokers, stream processors) and of the whole machine is sampled
 twice a second; the figures cover first to last case start. A component using about a core or
 more, or the machine near all its cores, is what bounds the rate.
@@ -43,6 +43,7 @@ from typing import Any
 
 from bench.common import CLOCK_TICKS, bench_stack, load_average, print_table, write_result
 from bench.ingest import (
+    commit_offsets,
     committed_at_least,
     end_offsets,
     overdue_events,
@@ -61,20 +62,28 @@ SAMPLE_SECONDS = 0.5
 CLUSTER_INFRASTRUCTURE = ["postgresql", "kafka-1", "kafka-2", "kafka-3", "temporal"]
 
 
-# --- CPU of process groups and of the machine ------------------------------------------------
+# --- CPU of process trees and of the machine ------------------------------------------------
 
 
-def group_cpu_seconds(pgid: int) -> float:
-    """CPU seconds of every live process in a group, with what their reaped children used
-    (PostgreSQL's exited backends are in the postmaster's cutime)."""
-    total = 0
+def tree_cpu_seconds(root: int) -> float:
+    """CPU seconds of a process and all its live descendants, with what their reaped children
+    used (PostgreSQL's exited backends are in the postmaster's cutime). By parentage, not by
+    process group: PostgreSQL's backends each start a session of their own."""
+    children: dict[int, list[int]] = {}
+    cpu: dict[int, int] = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         with contextlib.suppress(OSError, ValueError, IndexError):
             fields = (entry / "stat").read_text().rpartition(")")[2].split()
-            if int(fields[2]) == pgid:
-                total += sum(int(value) for value in fields[11:15])
+            pid = int(entry.name)
+            children.setdefault(int(fields[1]), []).append(pid)
+            cpu[pid] = sum(int(value) for value in fields[11:15])
+    total, pending = 0, [root]
+    while pending:
+        pid = pending.pop()
+        total += cpu.get(pid, 0)
+        pending.extend(children.get(pid, []))
     return total / CLOCK_TICKS
 
 
@@ -94,10 +103,10 @@ class Sample:
 
 @dataclass
 class CpuWatch:
-    """Samples the named components' process groups until stopped."""
+    """Samples the named components' process trees until stopped."""
 
     supervisor: ProcessSupervisor
-    components: dict[str, list[str]]  # label -> component names (their groups are summed)
+    components: dict[str, list[str]]  # label -> component names (their trees are summed)
     samples: list[Sample] = field(default_factory=list)
 
     def sample(self) -> None:
@@ -107,7 +116,7 @@ class CpuWatch:
             for name in names:
                 record = self.supervisor.read_pid(name)
                 if record is not None and record.pid > 0:
-                    seconds += group_cpu_seconds(record.pid)
+                    seconds += tree_cpu_seconds(record.pid)
             groups[label] = seconds
         self.samples.append(Sample(time.time(), groups, machine_busy_seconds()))
 
@@ -173,6 +182,10 @@ async def measure(
     prefix = f"T{name[0].upper()}{run}"
     loads = {"start": load_average()}
     partitions = await partitions_of(settings)
+    # The group exists, at the start of the topics, before anything is produced: its offsets
+    # can be watched from the first moment (and the broker has its group coordinator ready).
+    group = settings.kafka.consumer_group
+    await commit_offsets(settings, group, await end_offsets(settings, partitions))
     await produce(settings, overdue_events(arguments.events, prefix))
     total = sum((await end_offsets(settings, partitions)).values())
     supervisor = ProcessSupervisor(settings.data_dir.resolve())
@@ -182,7 +195,7 @@ async def measure(
     processors = Stack(settings, only=streams, topology=topology)
     try:
         await processors.up()
-        await committed_at_least(settings, settings.kafka.consumer_group, partitions, total)
+        await committed_at_least(settings, group, partitions, total)
         times = await start_times(client, prefix, arguments.events, give_up_after=600)
         stop.set()
         await sampling

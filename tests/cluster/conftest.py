@@ -37,9 +37,10 @@ def cluster_data_dir() -> Path:
     return folder
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 async def cluster() -> AsyncIterator[Stack]:
-    """Every cluster component running and healthy; a killed processor's partitions move after
+    """Every cluster component running and healthy, for the tests of this folder only (stopped
+    after them, not idling through the other tiers); a killed processor's partitions move after
     ``session_timeout_seconds``, so it is short here."""
     data_dir = cluster_data_dir()
     settings = isolated_cluster_settings(
@@ -58,12 +59,12 @@ async def cluster() -> AsyncIterator[Stack]:
             shutil.rmtree(data_dir, ignore_errors=True)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def cluster_settings(cluster: Stack) -> Settings:
     return cluster.settings
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 async def cluster_client(cluster_settings: Settings) -> Client:
     return await connect_temporal(cluster_settings)
 
