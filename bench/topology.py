@@ -13,6 +13,8 @@ No worker runs (as in bench.ingest: this measures starting cases, not running th
 
   throughput — N overdue events already in Kafka, then the stream processors start; rate =
                cases / (last - first case start time, from Temporal's own start times)
+  signals    — one payment per open case, all at once: signals/s from the consumer group's
+               committed offsets, and CPU per signal
   latency    — events produced at --latency-rate for --latency-seconds after a warm-up;
                latency = case start time - produce time (p50/p99)
 
@@ -41,10 +43,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from aiokafka import AIOKafkaProducer, TopicPartition
+
 from bench.common import CLOCK_TICKS, bench_stack, load_average, print_table, write_result
 from bench.ingest import (
     commit_offsets,
     committed_at_least,
+    committed_total,
     end_offsets,
     overdue_events,
     partitions_of,
@@ -52,7 +57,8 @@ from bench.ingest import (
     produce,
     start_times,
 )
-from clients import connect_temporal
+from clients import connect_temporal, kafka_client_options
+from schemas.events import LoanOverdue, LoanPayment, PaymentChannel
 from settings import Settings
 from stack.isolated import isolated_cluster_settings
 from stack.orchestrator import Stack, Topology
@@ -140,6 +146,19 @@ class CpuWatch:
 
 
 @dataclass
+class SignalResult:
+    """Payments for loans whose case is open: each one a signal to its case."""
+
+    events: int
+    seconds: float
+    cpu_seconds: dict[str, float]
+
+    @property
+    def rate(self) -> float:
+        return self.events / self.seconds if self.seconds > 0 else float("nan")
+
+
+@dataclass
 class TopologyResult:
     name: str
     cases: int
@@ -147,6 +166,7 @@ class TopologyResult:
     cpu_seconds: dict[str, float]
     window_seconds: float
     machine_busy_seconds: float
+    signals: SignalResult
     latency: dict[str, Any]
     loads: dict[str, str]
 
@@ -169,6 +189,56 @@ class TopologyResult:
         return f"no process saturated (machine {machine:.2f} of {cores} cores); {text}"
 
 
+async def phase_signals(
+    settings: Settings, overdue: list[LoanOverdue], watch: CpuWatch
+) -> SignalResult:
+    """One payment per open case, all produced at once; rate from the consumer group's
+    committed offsets (polled every 0.2 s), CPU from the watch over the same span."""
+    topic = settings.kafka.topics.payment
+    partitions = [TopicPartition(topic, p) for p in range(settings.kafka.topics.partitions)]
+    group = settings.kafka.consumer_group
+    base = await committed_total(settings, group, partitions)
+    payments = [
+        LoanPayment(
+            event_id=f"pay-{event.loan_id}",
+            occurred_at=datetime.now(UTC),
+            schema_version=1,
+            loan_id=event.loan_id,
+            currency=event.currency,
+            amount=event.overdue_amount,
+            paid_at=datetime.now(UTC),
+            channel=PaymentChannel.BANK_TRANSFER,
+        )
+        for event in overdue
+    ]
+    producing = asyncio.create_task(produce_to(settings, topic, payments))
+    first: tuple[float, int] | None = None
+    while True:
+        done = await committed_total(settings, group, partitions) - base
+        now = time.time()
+        if done > 0 and first is None:
+            first = (now, done)
+        if done >= len(payments):
+            break
+        await asyncio.sleep(0.2)
+    await producing
+    assert first is not None
+    await asyncio.to_thread(watch.sample)  # a sample at or after `now`
+    _, cpu, _ = watch.between(first[0], now)
+    return SignalResult(len(payments) - first[1], now - first[0], cpu)
+
+
+async def produce_to(settings: Settings, topic: str, events: list[LoanPayment]) -> None:
+    producer = AIOKafkaProducer(**kafka_client_options(settings.kafka), acks="all", linger_ms=5)
+    await producer.start()
+    try:
+        for event in events:
+            await producer.send(topic, event.model_dump_json().encode(), key=event.loan_id.encode())
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+
 async def measure(
     name: str,
     settings: Settings,
@@ -186,7 +256,8 @@ async def measure(
     # can be watched from the first moment (and the broker has its group coordinator ready).
     group = settings.kafka.consumer_group
     await commit_offsets(settings, group, await end_offsets(settings, partitions))
-    await produce(settings, overdue_events(arguments.events, prefix))
+    events = overdue_events(arguments.events, prefix)
+    await produce(settings, events)
     total = sum((await end_offsets(settings, partitions)).values())
     supervisor = ProcessSupervisor(settings.data_dir.resolve())
     watch = CpuWatch(supervisor, components)
@@ -197,11 +268,14 @@ async def measure(
         await processors.up()
         await committed_at_least(settings, group, partitions, total)
         times = await start_times(client, prefix, arguments.events, give_up_after=600)
+        loads["throughput"] = load_average()
+        print(f"  {name}: {len(times)} cases in {max(times) - min(times):.1f}s", flush=True)
+        signals = await phase_signals(settings, events, watch)
+        loads["signals"] = load_average()
+        print(f"  {name}: {signals.events} signals in {signals.seconds:.1f}s", flush=True)
         stop.set()
         await sampling
-        loads["throughput"] = load_average()
         window, cpu, machine = watch.between(min(times), max(times))
-        print(f"  {name}: {len(times)} cases in {max(times) - min(times):.1f}s", flush=True)
         latency = await phase_latency(
             settings, client, arguments.latency_rate, arguments.latency_seconds, f"{prefix}L"
         )
@@ -216,6 +290,7 @@ async def measure(
         cpu_seconds={k: round(v, 2) for k, v in cpu.items()},
         window_seconds=window,
         machine_busy_seconds=machine,
+        signals=signals,
         latency=latency,
         loads=loads,
     )
@@ -285,6 +360,11 @@ def rows(result: TopologyResult) -> list[tuple[str, Any]]:
     return [
         (f"{result.name}: case starts/s", f"{result.rate:.1f}  ({result.cases} in "
          f"{result.seconds:.1f}s; load {result.loads['throughput']})"),
+        (f"{result.name}: signals/s (payment → open case)", f"{result.signals.rate:.1f}  "
+         f"({result.signals.events} in {result.signals.seconds:.1f}s; CPU per signal "
+         + str({k: f"{1000 * v / result.signals.events:.1f} ms"
+                for k, v in result.signals.cpu_seconds.items()})
+         + f"; load {result.loads['signals']})"),
         (f"{result.name}: event→case start", f"p50 {latency['p50_ms']} ms, p99 "
          f"{latency['p99_ms']} ms at {latency['offered_rate']} ev/s "
          f"({latency['started']}/{latency['events']}; load {result.loads['latency']})"),
@@ -322,6 +402,12 @@ async def main(arguments: argparse.Namespace) -> None:
                     "cores_used": {k: round(v, 2) for k, v in r.cores().items()},
                     "machine_busy_cores": round(r.machine_busy_seconds / r.window_seconds, 2),
                     "bound": r.bound(),
+                    "signals": {
+                        "events": r.signals.events,
+                        "seconds": round(r.signals.seconds, 2),
+                        "per_second": round(r.signals.rate, 1),
+                        "cpu_seconds": {k: round(v, 2) for k, v in r.signals.cpu_seconds.items()},
+                    },
                     "latency": r.latency,
                     "load_average": r.loads,
                 }
