@@ -28,9 +28,11 @@ down: install
 # first time, nothing after) and PostgreSQL (`apt-get install postgresql`).
 test: install
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 	$(BIN)/accord stack fetch --topology cluster
 	$(BIN)/pytest
 
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy

@@ -38,10 +38,11 @@ from typing import TypeVar
 from aiokafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError, NodeNotReadyError
 from pydantic import ValidationError
 from temporalio.client import Client
-from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
+from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
+from engine.view import whole_units
 from schemas.case import CaseStage
 from schemas.events import (
     CustomerHardship,
@@ -55,17 +56,11 @@ from settings import Settings
 from streams.dead_letters import ErrorKind, Rejection, describe_validation_error, event_id_of
 from streams.metrics import Outcome, StreamMetrics
 from workflows import search_attributes as sa
-from workflows.messages import CaseStart
+from workflows.handle import CaseHandle, open_case
 
 log = logging.getLogger("accord.streams")
 
 CASE_WORKFLOW = "CaseWorkflow"
-SIGNAL_FOR_EVENT: dict[type[Event], str] = {
-    LoanOverdue: "overdue",
-    LoanPayment: "payment",
-    LoanStatus: "loan_status",
-    CustomerHardship: "hardship",
-}
 # Temporal refuses these the same way however often it is asked: dead-letter, do not retry.
 PERMANENT_RPC_STATUSES = frozenset({RPCStatusCode.INVALID_ARGUMENT, RPCStatusCode.OUT_OF_RANGE})
 OPEN_CASE_CACHE_SIZE = 100_000
@@ -139,9 +134,7 @@ def initial_search_attributes(event: LoanOverdue) -> TypedSearchAttributes:
         [
             SearchAttributePair(sa.CASE_STAGE, CaseStage.COLLECT_INFO.value),
             SearchAttributePair(sa.DAYS_PAST_DUE, event.days_past_due),
-            SearchAttributePair(
-                sa.OUTSTANDING_AMOUNT, sa.outstanding_projection(event.total_outstanding)
-            ),
+            SearchAttributePair(sa.OUTSTANDING_AMOUNT, whole_units(event.total_outstanding)),
             SearchAttributePair(sa.PRODUCT_TYPE, event.product.value),
         ]
     )
@@ -256,14 +249,10 @@ class Ingestor:
     async def _start_or_signal(self, event: LoanOverdue) -> tuple[Outcome, str]:
         client = await self._temporal()
         try:
-            await client.start_workflow(
-                CASE_WORKFLOW,
-                CaseStart(loan_id=event.loan_id, delinquent_since=event.delinquent_since),
-                id=event.case_id,
+            await open_case(
+                client,
+                event,
                 task_queue=self._settings.temporal.task_queue,
-                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-                start_signal=SIGNAL_FOR_EVENT[LoanOverdue],
-                start_signal_args=[event],
                 search_attributes=initial_search_attributes(event),
             )
         except WorkflowAlreadyStartedError:
@@ -282,9 +271,7 @@ class Ingestor:
         closed: set[str] = set()
         while (case_id := await self._open_case_of(client, event.loan_id, closed)) is not None:
             try:
-                await client.get_workflow_handle(case_id).signal(
-                    SIGNAL_FOR_EVENT[type(event)], event
-                )
+                await CaseHandle(client, case_id).send(event)
             except RPCError as error:
                 if error.status != RPCStatusCode.NOT_FOUND:
                     raise _permanent_or_transient(error, event.event_id) from error
