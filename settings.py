@@ -140,8 +140,10 @@ class ClusterSettings(BaseModel):
     min_insync_replicas: int = 2
     workers: int = Field(default=2, ge=1)
     stream_processors: int = Field(default=2, ge=1)
-    # faust web port of each stream processor (one per processor).
-    stream_web_ports: list[int] = Field(default_factory=lambda: [6066, 6067])
+    # One port per instance: each worker's health and SDK metrics, each processor's faust web.
+    worker_health_ports: list[int] = Field(default_factory=lambda: [6067, 6077])
+    worker_metrics_ports: list[int] = Field(default_factory=lambda: [9464, 9474])
+    stream_web_ports: list[int] = Field(default_factory=lambda: [6066, 6076])
 
 
 class StackSettings(BaseModel):

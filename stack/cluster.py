@@ -29,14 +29,13 @@ from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
 from settings import ClusterSettings, Settings
-from stack.apps import StreamProcessor, TemporalWorker, http_get_status, workflow_pollers
+from stack.apps import StreamProcessor, TemporalWorker, http_get_status
 from stack.builds import ensure_built, temporal_server_build, temporal_ui_build
 from stack.component import Component
 from stack.errors import StackError
 from stack.kafka import KafkaBroker, ensure_topics, replication_properties, topic_partitions
 from stack.ports import PortClaim, split_host_port
 from stack.postgres import PostgresServer
-from stack.processes import ProcessSupervisor
 from stack.temporal import (
     CLOSED_WORKFLOW_RETENTION,
     RPC_TIMEOUT,
@@ -384,15 +383,29 @@ class ClusterWorker(TemporalWorker):
 
     def __init__(self, settings: Settings, number: int) -> None:
         self.name = f"worker-{number}"
-        self.supervisor = ProcessSupervisor(settings.data_dir.resolve())
-        super().__init__(instance_settings(settings, self.name))
+        cluster = settings.stack.cluster
+        own = instance_settings(settings, self.name)
+        worker = own.worker.model_copy(
+            update={
+                "listen_host": split_host_port(settings.temporal.address)[0],
+                "health_port": cluster.worker_health_ports[number - 1],
+                "metrics_port": cluster.worker_metrics_ports[number - 1],
+            }
+        )
+        super().__init__(own.model_copy(update={"worker": worker}))
 
-    async def probe(self) -> None:
-        """This worker polls (the SDK's identity is ``<pid>@<host>``), not just any worker."""
-        record = self.supervisor.read_pid(self.name)
-        identities = [poller.identity for poller in await workflow_pollers(self.settings)]
-        if record is None or not any(i.startswith(f"{record.pid}@") for i in identities):
-            raise StackError(f"{self.name} does not poll yet (pollers: {identities})")
+    def port_claims(self) -> list[PortClaim]:
+        worker = self.settings.worker
+        return [
+            PortClaim(
+                self.name, worker.listen_host, worker.health_port,
+                "stack.cluster.worker_health_ports",
+            ),
+            PortClaim(
+                self.name, worker.listen_host, worker.metrics_port,
+                "stack.cluster.worker_metrics_ports",
+            ),
+        ]  # fmt: skip
 
 
 class ClusterStreamProcessor(StreamProcessor):
@@ -417,11 +430,14 @@ class ClusterStreamProcessor(StreamProcessor):
 
 def cluster_components(settings: Settings) -> list[Component]:
     cluster = settings.stack.cluster
-    if len(cluster.stream_web_ports) < cluster.stream_processors:
-        raise StackError(
-            f"stack.cluster.stream_web_ports lists {len(cluster.stream_web_ports)} ports for "
-            f"{cluster.stream_processors} stream processors: one each"
-        )
+    for field, count in (
+        ("stream_web_ports", cluster.stream_processors),
+        ("worker_health_ports", cluster.workers),
+        ("worker_metrics_ports", cluster.workers),
+    ):
+        listed = len(getattr(cluster, field))
+        if listed < count:
+            raise StackError(f"stack.cluster.{field} lists {listed} ports for {count}: one each")
     if len(cluster.kafka_controller_ports) != len(cluster.kafka_brokers):
         raise StackError("stack.cluster.kafka_controller_ports needs one port per broker")
     return [

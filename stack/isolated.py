@@ -56,7 +56,7 @@ def isolated_cluster_settings(data_dir: Path, **overrides: Any) -> Settings:
     from stack.cluster import app_settings
 
     host = split_host_port(TemporalSettings().address)[0]
-    ports = iter(pick_free_ports(24, host))
+    ports = iter(pick_free_ports(30, host))
     values: dict[str, Any] = {
         "data_dir": data_dir,
         "temporal": {"address": f"{host}:{next(ports)}", "ui_port": next(ports)},
@@ -66,10 +66,13 @@ def isolated_cluster_settings(data_dir: Path, **overrides: Any) -> Settings:
                 "kafka_brokers": [f"{host}:{next(ports)}" for _ in range(3)],
                 "kafka_controller_ports": [next(ports) for _ in range(3)],
                 "stream_web_ports": [next(ports) for _ in range(2)],
+                "worker_health_ports": [next(ports) for _ in range(2)],
+                "worker_metrics_ports": [next(ports) for _ in range(2)],
                 "temporal_ports": temporal_ports(host),
             }
         },
         "streams": {"web_port": next(ports)},
+        "worker": {"listen_host": host, "health_port": next(ports), "metrics_port": next(ports)},
     }
     for key, value in overrides.items():
         values[key] = values.get(key, {}) | value if isinstance(value, dict) else value

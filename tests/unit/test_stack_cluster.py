@@ -57,6 +57,9 @@ def test_apps_each_have_their_own_data_dir_and_every_broker(cluster_settings: Se
     assert {c.settings.kafka.topics.replication_factor for c in apps} == {3}
     web_ports = [c.settings.streams.web_port for c in apps if c.name.startswith("stream")]
     assert web_ports == cluster_settings.stack.cluster.stream_web_ports
+    workers = [c.settings.worker for c in apps if c.name.startswith("worker")]
+    assert [w.health_port for w in workers] == cluster_settings.stack.cluster.worker_health_ports
+    assert [w.metrics_port for w in workers] == cluster_settings.stack.cluster.worker_metrics_ports
 
 
 def test_children_read_the_same_settings_back(
