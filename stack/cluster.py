@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import subprocess
 import time
 from importlib import resources
@@ -182,10 +183,10 @@ def sql_tool_commands(settings: Settings, tool: str) -> list[list[str]]:
     build's version (each is idempotent but ``create-database``, whose "exists" is ignored)."""
     cluster = settings.stack.cluster
     host = split_host_port(settings.temporal.address)[0]
+    # The password travels as SQL_PASSWORD (sql_tool_environment), not in the argv `ps` shows.
     connection = [
         tool, "--plugin", SQL_PLUGIN, "--ep", host, "--port", str(cluster.postgres_port),
-        "--user", cluster.postgres_user, "--password",
-        cluster.postgres_password.get_secret_value(),
+        "--user", cluster.postgres_user,
     ]  # fmt: skip
     commands = []
     for database, schema in SCHEMAS.items():
@@ -196,6 +197,11 @@ def sql_tool_commands(settings: Settings, tool: str) -> list[list[str]]:
             [*with_db, "update-schema", "--schema-name", schema],
         ]
     return commands
+
+
+def sql_tool_environment(settings: Settings) -> dict[str, str]:
+    password = settings.stack.cluster.postgres_password.get_secret_value()
+    return {**os.environ, "SQL_PASSWORD": password}
 
 
 class TemporalServer(Component):
@@ -235,7 +241,13 @@ class TemporalServer(Component):
     def setup_schema(self) -> None:
         tool = str(self.build_folder / "temporal-sql-tool")
         for argv in sql_tool_commands(self.settings, tool):
-            result = subprocess.run(argv, capture_output=True, text=True, check=False)
+            result = subprocess.run(
+                argv,
+                capture_output=True,
+                text=True,
+                env=sql_tool_environment(self.settings),
+                check=False,
+            )
             output = result.stdout + result.stderr
             if result.returncode != 0 and not (
                 "create-database" in argv and "already exists" in output
