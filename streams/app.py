@@ -89,6 +89,7 @@ def create_app(settings: Settings) -> faust.App:
         key_serializer="raw",
         value_serializer="raw",
         topic_partitions=topics.partitions,
+        topic_replication_factor=topics.replication_factor,
         topic_disable_leader=True,
         consumer_auto_offset_reset="earliest",
         broker_session_timeout=settings.streams.session_timeout_seconds,
