@@ -1,5 +1,5 @@
-"""E-signature: send an agreement for signing and read its status (the provider's callback
-reaches the case as the ``sign`` update; the status read confirms it)."""
+"""E-signature: send an agreement for signing, read its status, void it (the provider's
+callback reaches the case through ``services.webhooks``; the status read confirms it)."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ class EnvelopeState(StrEnum):
     SIGNED = "signed"
     DECLINED = "declined"
     VOIDED = "voided"
+    EXPIRED = "expired"
 
 
 class EnvelopeStatus(BaseModel):
@@ -34,6 +35,11 @@ class ESignature(Protocol):
         ...
 
     async def status(self, envelope_id: str) -> EnvelopeStatus: ...
+
+    async def void(self, envelope_id: str) -> EnvelopeStatus:
+        """Withdraw an unsigned envelope (idempotent). A signed one cannot be voided:
+        ``PermanentRejection``; an expired or declined one stays as it is."""
+        ...
 
 
 def envelope_id_for(agreement_id: str) -> str:
@@ -63,6 +69,16 @@ class ESignatureSimulator:
         if envelope_id not in self.envelopes:
             raise PermanentRejection(f"esign_status: unknown envelope {envelope_id}")
         return self.envelopes[envelope_id]
+
+    async def void(self, envelope_id: str) -> EnvelopeStatus:
+        self.faults.before("esign_void")
+        status = await self.status(envelope_id)
+        if status.state is EnvelopeState.SIGNED:
+            raise PermanentRejection(f"esign_void: {envelope_id} is already signed")
+        if status.state is EnvelopeState.SENT:
+            status = EnvelopeStatus(envelope_id=envelope_id, state=EnvelopeState.VOIDED)
+            self.envelopes[envelope_id] = status
+        return status
 
     # What the borrower does in the provider's page.
     def borrower_signs(self, envelope_id: str, signed_at: AwareDatetime) -> None:

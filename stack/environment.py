@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -35,8 +36,18 @@ def _flatten(model: BaseModel, prefix: str, env: dict[str, str]) -> None:
             env[key] = str(value.resolve())  # children may run in another directory
         elif isinstance(value, bool):
             env[key] = "true" if value else "false"
+        elif isinstance(value, dict | list | tuple):
+            env[key] = json.dumps(value, default=_json_value)  # pydantic-settings reads JSON
         else:
             env[key] = str(value)
+
+
+def _json_value(value: Any) -> str:
+    if isinstance(value, SecretStr):
+        return value.get_secret_value()
+    if isinstance(value, Path):
+        return str(value.resolve())
+    raise TypeError(f"settings_to_env: cannot write {type(value).__name__}")
 
 
 def child_env(settings: Settings) -> dict[str, str]:
