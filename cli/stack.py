@@ -1,4 +1,5 @@
-"""`accord stack ...`: the embedded development stack (Kafka, Temporal dev server, worker, stream).
+"""`accord stack ...`: the embedded development stack (Kafka, Temporal dev server, worker, stream,
+the embedded core banking, e-signature and contact gateway, the webhook receiver).
 
 The lead's cli/main.py mounts it with ``main.add_command(stack)``.
 """
@@ -31,7 +32,7 @@ def report(message: str) -> None:
 
 def print_statuses(statuses: list[ComponentStatus]) -> None:
     table = Table(box=None, pad_edge=False, header_style="bold")
-    for column in ("component", "state", "pid", "address", "detail"):
+    for column in ("component", "state", "pid", "address", "restarts", "detail"):
         table.add_column(column)
     colours = {Health.HEALTHY: "green", Health.UNHEALTHY: "red", Health.STOPPED: "yellow"}
     for status in statuses:
@@ -41,7 +42,8 @@ def print_statuses(statuses: list[ComponentStatus]) -> None:
             f"[{colours[status.health]}]{state}[/]",
             str(status.pid or "-"),
             status.address,
-            status.detail,
+            str(status.restarts),
+            "; ".join(part for part in (status.detail, status.last_exit) if part),
         )
     console.print(table)
 
@@ -57,10 +59,11 @@ def run(coroutine_factory: Callable[[], Coroutine[Any, Any, T]]) -> T:
 
 @click.group()
 def stack() -> None:
-    """Run the dev stack without Docker: Kafka, Temporal, worker, stream.
+    """Run the dev stack without Docker: Kafka, Temporal, worker, stream, and the embedded
+    core banking, e-signature, contact gateway and webhook receiver.
 
-    Kafka (KRaft) and the Temporal dev server, plus the worker and the stream processor, each
-    supervised with a pid file and a log under the data dir."""
+    Every component runs under supervisord (one per data dir, logs under <data_dir>/logs): one
+    that dies is restarted with back-off while the others keep running."""
 
 
 @stack.command()
@@ -92,7 +95,7 @@ def up(detach: bool, only: str | None) -> None:
                       f"{the_stack.supervisor.log_dir}")  # fmt: skip
         if detach:
             return
-        console.print("supervising; Ctrl-C stops everything")
+        console.print("supervising (a component that dies is restarted); Ctrl-C stops everything")
         try:
             await the_stack.supervise(stop)
         finally:
