@@ -57,5 +57,6 @@ async def run_service(name: str, settings: Settings) -> None:
     logging.basicConfig(
         level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     host, port = bind_address(name, settings)
     await serve(FACTORIES[name](settings), host, port, settings.log_level)
