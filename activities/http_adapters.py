@@ -18,12 +18,12 @@ from pydantic import AwareDatetime, TypeAdapter
 from activities.contact_channels import ContactDetails
 from activities.core_banking import LedgerPosition, RestructureReceipt
 from activities.esign import EnvelopeState, EnvelopeStatus
-from activities.faults import SystemUnavailable
+from activities.faults import PermanentRejection, SystemUnavailable
 from activities.http_client import ServiceClient
 from schemas.assessment import CreditRecord
 from schemas.contact import ContactChannel, ContactOutcome
 from schemas.events import LoanOverdue
-from schemas.http.contact import Message, MessageRequest, MessageStatus
+from schemas.http.contact import GatewayChannel, Message, MessageRequest, MessageStatus
 from schemas.http.core_banking import (
     IDEMPOTENCY_HEADER,
     CustomerContactDetails,
@@ -238,12 +238,16 @@ class ContactGatewayHttp:
     async def send(
         self, channel: ContactChannel, address: str, template: str, idempotency_key: str
     ) -> ContactOutcome:
+        if channel is ContactChannel.LETTER:
+            raise PermanentRejection("send_letter: letters are not sent through the gateway")
         message = await self.http.call(
             f"send_{channel.value}",
             "POST",
             "/v1/messages",
             Message,
-            body=MessageRequest(channel=channel, to=address, template=template),
+            body=MessageRequest(
+                channel=GatewayChannel(channel.value), to=address, template=template
+            ),
             headers={"Idempotency-Key": idempotency_key},
         )
         deadline = time.monotonic() + self.status_wait

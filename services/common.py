@@ -7,7 +7,7 @@ import asyncio
 import hmac
 import logging
 import sqlite3
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -33,10 +33,12 @@ class ServiceError(Exception):
         self.status, self.code, self.message = status, code, message
 
 
-def error_response(status: int, code: str, message: str) -> JSONResponse:
+def error_response(
+    status: int, code: str, message: str, headers: Mapping[str, str] | None = None
+) -> JSONResponse:
     body = ErrorBody(error=ErrorDetail(code=code, message=message))
-    headers = {"Retry-After": "1"} if status in (429, 503) else None
-    return JSONResponse(body.model_dump(), status_code=status, headers=headers)
+    extra = {"Retry-After": "1"} if status in (429, 503) else {}
+    return JSONResponse(body.model_dump(), status_code=status, headers={**extra, **(headers or {})})
 
 
 ERROR_DESCRIPTIONS = {
@@ -49,7 +51,7 @@ ERROR_DESCRIPTIONS = {
     500: "An unexpected error in the service: retry later.",
     503: "Unavailable (outage, dependency down, or not yet synchronised): retry later.",
 }
-COMMON_ERRORS = (401, 422, 429, 500, 503)
+COMMON_ERRORS = (400, 401, 422, 429, 500, 503)
 
 
 def documented_errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
@@ -65,7 +67,28 @@ def documented_errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
     }
 
 
+async def reject_unknown_query(request: Request) -> None:
+    """A query parameter the operation does not declare is refused, not silently ignored."""
+    route = request.scope.get("route")
+    dependant = getattr(route, "dependant", None)
+    if dependant is None:
+        return
+    declared = {param.alias for param in dependant.query_params}
+    for sub in dependant.dependencies:
+        declared |= {param.alias for param in sub.query_params}
+    unknown = sorted(set(request.query_params) - declared)
+    if unknown:
+        raise ServiceError(422, "invalid_request", f"unknown query parameter(s): {unknown}")
+    repeated = sorted(k for k in declared if len(request.query_params.getlist(k)) > 1)
+    if repeated:  # every parameter here is a single value
+        raise ServiceError(422, "invalid_request", f"query parameter(s) given twice: {repeated}")
+
+
 def install_error_handlers(app: FastAPI) -> None:
+    """The one error body for every failure; undeclared query parameters refused. Call before
+    adding routes."""
+    app.router.dependencies.append(Depends(reject_unknown_query))
+
     @app.exception_handler(ServiceError)
     async def _service_error(request: Request, error: ServiceError) -> JSONResponse:
         return error_response(error.status, error.code, error.message)
@@ -79,7 +102,16 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, error: StarletteHTTPException) -> JSONResponse:
         code = {404: "not_found", 405: "method_not_allowed"}.get(error.status_code, "error")
-        return error_response(error.status_code, code, str(error.detail))
+        headers = dict(error.headers or {})
+        if error.status_code == 405:
+            # Every method the path supports, not only the first route Starlette matched.
+            methods: set[str] = set()
+            for route in app.routes:
+                pattern = getattr(route, "path_regex", None)
+                if pattern is not None and pattern.match(request.url.path):
+                    methods |= set(getattr(route, "methods", None) or ())
+            headers["Allow"] = ", ".join(sorted(methods - {"HEAD"}))
+        return error_response(error.status_code, code, str(error.detail), headers)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, error: Exception) -> JSONResponse:

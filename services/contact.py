@@ -10,13 +10,11 @@ recipient received.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import logging
 import sqlite3
 import uuid
-from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Annotated
@@ -116,7 +114,7 @@ class MessageLog:
                     409, "idempotency_conflict", f"{IDEMPOTENCY_HEADER} {key} was another message"
                 )
             if row is None:
-                if request.channel is ContactChannel.PHONE:
+                if request.channel.value == ContactChannel.PHONE:
                     final = (
                         MessageStatus.ANSWERED
                         if self.settings.contact.phone_answered
@@ -174,13 +172,6 @@ def create_app(settings: Settings) -> FastAPI:
     faults = Faults()
     auth = bearer_auth(settings.contact.token)
 
-    @contextlib.asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        try:
-            yield
-        finally:
-            messages.db.close()
-
     app = FastAPI(
         title="Contact gateway (Accord's contract)",
         version="1.0.0",
@@ -191,7 +182,6 @@ def create_app(settings: Settings) -> FastAPI:
             "is final. Errors are `ErrorBody`; each says whether a client may retry it "
             "(`x-retryable`)."
         ),
-        lifespan=lifespan,
     )
     app.state.messages = messages
     app.state.faults = faults
@@ -217,9 +207,7 @@ def create_app(settings: Settings) -> FastAPI:
             str, Header(alias=IDEMPOTENCY_HEADER, min_length=1, max_length=200)
         ],
     ) -> Message:
-        """Send one message or place one call. Letters are not a gateway channel (422)."""
-        if request.channel is ContactChannel.LETTER:
-            raise ServiceError(422, "unsupported_channel", "letters are not sent by the gateway")
+        """Send one message or place one call."""
         message, created = messages.send(idempotency_key, request, utc_now())
         faults.after("send_message")
         response.status_code = 201 if created else 200

@@ -408,7 +408,6 @@ def create_app(settings: Settings, *, feed: bool = True) -> FastAPI:
             if task is not None:
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
-            book.db.close()
 
     app = FastAPI(
         title="Core banking (Accord's contract)",
@@ -514,11 +513,9 @@ def create_app(settings: Settings, *, feed: bool = True) -> FastAPI:
         response: Response,
         idempotency_key: Annotated[str, Header(alias=IDEMPOTENCY_HEADER, min_length=1)],
     ) -> Restructure:
-        """Apply a signed agreement's schedule to the loan, once per agreement."""
-        if idempotency_key != instruction.agreement_id:
-            raise ServiceError(
-                422, "invalid_request", f"{IDEMPOTENCY_HEADER} must be the agreement_id"
-            )
+        """Apply a signed agreement's schedule to the loan, once per agreement: the
+        `agreement_id` is the idempotency key (send it as `Idempotency-Key` too); a repeat with
+        the same terms returns the first receipt, with other terms 409."""
         loan = await known_loan(loan_id)
         if instruction.currency != loan.currency:
             raise ServiceError(
@@ -541,7 +538,7 @@ def create_app(settings: Settings, *, feed: bool = True) -> FastAPI:
         dependencies=[Depends(auth), Depends(faults.guard("list_restructures"))],
     )
     async def list_restructures(
-        loan_id: Annotated[str | None, Query(max_length=64)] = None,
+        loan_id: Annotated[str | None, Query(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")] = None,
     ) -> list[Restructure]:
         """Every restructure in the book (optionally of one loan), oldest first."""
         return book.restructures(loan_id)

@@ -337,7 +337,6 @@ def create_app(settings: Settings) -> FastAPI:
         finally:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
-            store.db.close()
 
     app = FastAPI(
         title="E-signature (Accord's contract)",
@@ -374,11 +373,9 @@ def create_app(settings: Settings) -> FastAPI:
         response: Response,
         idempotency_key: Annotated[str, Header(alias=IDEMPOTENCY_HEADER, min_length=1)],
     ) -> Envelope:
-        """Open an envelope for the signer (idempotent by `reference`)."""
-        if idempotency_key != request.reference:
-            raise ServiceError(
-                422, "invalid_request", f"{IDEMPOTENCY_HEADER} must be the reference"
-            )
+        """Open an envelope for the signer. The `reference` (the agreement id) is the
+        idempotency key (send it as `Idempotency-Key` too): a repeat returns the envelope
+        already opened, with another document 409."""
         envelope, created = store.create(request, utc_now())
         faults.after("create_envelope")
         response.status_code = 201 if created else 200

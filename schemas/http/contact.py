@@ -15,10 +15,18 @@ class _Body(BaseModel):
     model_config = ConfigDict(frozen=True, extra="ignore")
 
 
+class GatewayChannel(StrEnum):
+    """What a gateway sends (letters go by post, not through it)."""
+
+    SMS = "sms"
+    EMAIL = "email"
+    PHONE = "phone"
+
+
 class MessageRequest(_Body):
     """Send one message or place one call; sent with ``Idempotency-Key: <attempt id>``."""
 
-    channel: ContactChannel
+    channel: GatewayChannel
     to: Annotated[str, Field(min_length=1, max_length=320)]
     template: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
 

@@ -9,11 +9,16 @@ from __future__ import annotations
 from datetime import date
 from typing import Annotated
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, WithJsonSchema
 
 from schemas.money import Amount, Currency
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
+MoneyString = Annotated[
+    Amount,
+    WithJsonSchema({"type": "string", "pattern": r"^[0-9]{1,16}(\.[0-9]{1,2})?$"}),
+]
+"""An amount in a request: a decimal string (a JSON number is refused)."""
 
 
 class _Body(BaseModel):
@@ -23,7 +28,7 @@ class _Body(BaseModel):
 class ScheduledInstalment(_Body):
     number: Annotated[int, Field(ge=1, le=600)]
     due_date: date
-    amount: Amount
+    amount: MoneyString
 
 
 class RestructureInstruction(_Body):
