@@ -122,6 +122,8 @@ class Stack:
                 )
         except BaseException:
             await self._stop_started()
+            if not await asyncio.to_thread(self.supervisor.any_alive):
+                await asyncio.to_thread(self.supervisor.shutdown)
             raise
         self.supervisor.run_dir.mkdir(parents=True, exist_ok=True)
         # Bringing up a subset (e.g. restarting one component) adds to what `status` reports.
