@@ -32,7 +32,7 @@ from pydantic import ValidationError
 from activities.core_banking import LedgerPosition
 from clients import kafka_client_options
 from schemas.assessment import CreditRecord
-from schemas.events import LoanOverdue, LoanPayment, LoanStatus, parse_inbound
+from schemas.events import Event, LoanOverdue, LoanPayment, LoanStatus
 from schemas.http.core_banking import (
     IDEMPOTENCY_HEADER,
     CustomerContactDetails,
@@ -50,7 +50,7 @@ from services.common import (
     open_database,
     utc_now,
 )
-from settings import Settings
+from settings import KafkaTopics, Settings
 
 log = logging.getLogger("accord.services.core_banking")
 NAME = "core-banking"
@@ -111,8 +111,14 @@ def restructure_ref(seq: int) -> str:
 class LoanBook:
     """The durable state; every method is one short transaction on the event loop's thread."""
 
-    def __init__(self, connection: sqlite3.Connection) -> None:
+    def __init__(self, connection: sqlite3.Connection, topics: KafkaTopics) -> None:
         self.db = connection
+        # The configured topic names (they need not be the contracts' default names).
+        self.event_types: dict[str, type[Event]] = {
+            topics.overdue: LoanOverdue,
+            topics.payment: LoanPayment,
+            topics.status: LoanStatus,
+        }
 
     # --- the feed ------------------------------------------------------------------------
 
@@ -123,9 +129,14 @@ class LoanBook:
     def apply_message(self, topic: str, partition: int, offset: int, value: bytes | None) -> None:
         """Store what the message says (if valid) and advance the offset, atomically."""
         with self._transaction():
+            event_type = self.event_types.get(topic)
             try:
-                event = parse_inbound(topic, value or b"")
-            except (ValidationError, KeyError, ValueError):
+                event = (
+                    event_type.model_validate_json(value or b"", extra="forbid")
+                    if event_type is not None
+                    else None
+                )
+            except (ValidationError, ValueError):
                 event = None  # the stream processor dead-letters it; the ledger skips it
             if isinstance(event, LoanOverdue):
                 self._store_loan(event)
@@ -394,7 +405,7 @@ class LoanFeed:
 
 def create_app(settings: Settings, *, feed: bool = True) -> FastAPI:
     """``feed=False``: no Kafka (contract tests fill the book directly through ``app.state``)."""
-    book = LoanBook(open_database(database_path(settings), SCHEMA))
+    book = LoanBook(open_database(database_path(settings), SCHEMA), settings.kafka.topics)
     loan_feed = LoanFeed(settings, book)
     faults = Faults()
     auth = bearer_auth(settings.core_banking.token)

@@ -268,6 +268,10 @@ class Stack:
         if not await asyncio.to_thread(self.supervisor.any_alive):
             await asyncio.to_thread(self.supervisor.shutdown)
             self.selection_file.unlink(missing_ok=True)
+        elif (recorded := self.recorded_selection()) is not None:
+            # `status` goes on covering what is still up.
+            remaining = [name for name in recorded if name not in self.selected]
+            write_atomically(self.selection_file, json.dumps({"components": remaining}))
         return stopped
 
     async def _stop(self, components: list[Component]) -> list[str]:

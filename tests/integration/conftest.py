@@ -63,7 +63,7 @@ async def temporal_client(stack_settings: Settings) -> Client:
 APPS = ("worker", "stream", "core-banking", "esign", "contact", "webhooks")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 async def stack_apps(embedded_stack: Stack) -> AsyncIterator[Stack]:
     """Opt-in: the worker, the stream processor and the embedded external systems (core
     banking, e-signature, contact gateway, webhook receiver) as supervised processes against
