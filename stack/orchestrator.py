@@ -209,12 +209,12 @@ class Stack:
     async def supervise(self, stop: asyncio.Event, poll_seconds: float = 1.0) -> None:
         """Return when ``stop`` is set, reporting each restart supervision makes meanwhile
         (a component that dies is restarted; the others keep running)."""
-        seen = {c.name: self.supervisor.history(c.name).starts for c in self.components}
+        seen = {c.name: self.supervisor.history(c.name).restarts for c in self.components}
         while not stop.is_set():
             for component in self.components:
                 history = self.supervisor.history(component.name)
-                if history.starts > seen[component.name]:
-                    seen[component.name] = history.starts
+                if history.restarts > seen[component.name]:
+                    seen[component.name] = history.restarts
                     self.report(f"{component.name}: {history.describe()}")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), poll_seconds)

@@ -62,7 +62,9 @@ class History:
 
     @property
     def restarts(self) -> int:
-        return max(0, self.starts - 1)
+        """Deaths supervision answered with a restart: after running (an exit), or while
+        still starting (a back-off)."""
+        return self.unexpected_exits + self.backoffs
 
     def describe(self) -> str:
         if not self.unexpected_exits and not self.backoffs:
