@@ -209,6 +209,7 @@ class CaseWorkflow:
     async def _load_policy(self, command: do.LoadPolicy) -> msg.Result:
         policy = await workflow.execute_local_activity_method(
             CaseActivities.load_policy,
+            command.portfolio,
             start_to_close_timeout=CALL_TIMEOUT,
             retry_policy=DECISION_RETRY,
         )

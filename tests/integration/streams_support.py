@@ -205,16 +205,18 @@ async def wait_until(
 class AccordProcess:
     """An ``accord`` subcommand as a child process with the given settings."""
 
-    def __init__(self, settings: Settings, log_dir: Path, name: str, command: str) -> None:
+    def __init__(
+        self, settings: Settings, log_dir: Path, name: str, command: str, *args: str
+    ) -> None:
         self.settings = settings
-        self.command = command
+        self.command = [command, *args]
         self.log_path = log_dir / f"{name}.log"
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> Self:
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "cli.main", self.command],
+                [sys.executable, "-m", "cli.main", *self.command],
                 env=child_env(self.settings),
                 cwd=REPO_ROOT,
                 stdout=log,
@@ -328,16 +330,33 @@ async def stream_processes(
 
 @contextlib.asynccontextmanager
 async def case_worker(settings: Settings, log_dir: Path) -> AsyncIterator[AccordProcess]:
-    """``accord worker``: the case workflow with all its activities, for this test's queue."""
+    """``accord worker``: the case workflow with all its activities, for this test's queue,
+    with the core-banking and contact services it calls (on ports of their own)."""
+    host = StreamProcessor(settings).web_host
+    core_port, contact_port, health_port = pick_free_ports(3, host)
+    settings = settings.model_copy(
+        update={
+            "core_banking": settings.core_banking.model_copy(
+                update={"url": f"http://{host}:{core_port}"}
+            ),
+            "contact": settings.contact.model_copy(update={"url": f"http://{host}:{contact_port}"}),
+            "worker": settings.worker.model_copy(update={"health_port": health_port}),
+        }
+    )
+    services = [
+        AccordProcess(settings, log_dir, name, "service", "run", name).start()
+        for name in ("core-banking", "contact")
+    ]
     worker = AccordProcess(settings, log_dir, "worker", "worker").start()
     try:
         yield worker
     finally:
-        worker.stop()
+        for process in (worker, *services):
+            process.stop()
 
 
 @activity.defn(name="load_policy")
-async def policy_not_served() -> None:
+async def policy_not_served(portfolio: str | None = None) -> None:
     raise ApplicationError("not served in this test", type="PolicyError", non_retryable=True)
 
 
