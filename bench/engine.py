@@ -155,13 +155,13 @@ def track_template() -> tuple[CaseState, Decimal]:
     driver = Driver().tracking()
     driver.run()
     assert driver.state.agreement is not None
-    return driver.state, driver.state.agreement.schedule.instalments[0].amount
+    return driver.state, driver.state.agreement.schedule.amount(0)
 
 
 def checkpoint_shift(state: CaseState, due_at: datetime) -> timedelta:
     """The hold shift that puts the state's next instalment checkpoint at ``due_at``."""
     assert state.agreement is not None and state.tracking is not None
-    first_due = state.agreement.schedule.instalments[0].due_date
+    first_due = state.agreement.schedule.due_date(0)
     grace = POLICY.durations.grace
     base = datetime.combine(first_due + grace + timedelta(days=1), datetime.min.time(), UTC)
     return due_at - base

@@ -141,6 +141,7 @@ class Driver:
             case do.LoadPolicy():
                 return msg.PolicyLoaded(
                     round=round_,
+                    policy=self.policy,
                     version=self.policy.version,
                     contact_rules_version=self.policy.contact.version,
                     time_scale=self.policy.durations.time_scale,
