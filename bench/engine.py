@@ -43,7 +43,6 @@ from typing import Any
 
 from temporalio.api.enums.v1 import EventType, TimeoutType
 from temporalio.client import Client, WorkflowHistory
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import RPCError
 from temporalio.worker import Replayer
 
@@ -56,7 +55,7 @@ from bench.common import (
     scrape,
     write_result,
 )
-from clients import connect_temporal
+from clients import PYDANTIC_CONVERTER, connect_temporal
 from engine.actions import ChooseOption, Dispute, Sign, SubmitFinancials
 from engine.state import CaseStart, CaseState
 from schemas.case import CaseStage
@@ -191,7 +190,6 @@ async def start_sleepers(
             loan_id=state.loan_id,
             delinquent_since=state.delinquent_since,
             carried=state,
-            policy=POLICY,
         )
         async with slots:
             for attempt in range(5):
@@ -236,7 +234,7 @@ async def replay_ms(histories: list[WorkflowHistory]) -> float:
     """Milliseconds per replay: a one-task history is what a cache miss costs before any work."""
     replayer = Replayer(
         workflows=[CaseWorkflow],
-        data_converter=pydantic_data_converter,
+        data_converter=PYDANTIC_CONVERTER,
         workflow_runner=case_workflow_runner(),
     )
     began = time.perf_counter()

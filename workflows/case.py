@@ -67,7 +67,7 @@ class CaseWorkflow:
                 delinquent_since=start.delinquent_since,
                 opened_at=workflow.now(),
             )
-        self._policy: Policy | None = shared(start.policy) if start.policy else None
+        self._policy: Policy | None = None  # loaded by the first command of every run
         self._event_limit = start.continue_as_new_after_events
         self._changes = 0
         self._attributes: dict[str, Any] = {}
@@ -76,7 +76,6 @@ class CaseWorkflow:
 
     @workflow.run
     async def run(self, start: CaseStart) -> CaseView:
-        del start  # all of it is in self._state: a carried policy copy must not stay alive here
         while True:
             command = next_command(self._state, self._context())
             if isinstance(command, do.Finish):
@@ -101,7 +100,6 @@ class CaseWorkflow:
                     delinquent_since=self._state.delinquent_since,
                     continue_as_new_after_events=self._event_limit,
                     carried=self._state,
-                    policy=self._policy,
                 )
             )
         self._upsert()
@@ -125,7 +123,11 @@ class CaseWorkflow:
         self._feed(event)
 
     @workflow.update(name=ACT_UPDATE)
-    def act(self, action: CaseAction) -> Accepted:
+    async def act(self, action: CaseAction) -> Accepted:
+        if self._policy is None:
+            # The first moments of a new run (after continue-as-new): its policy is loading.
+            await workflow.wait_condition(lambda: self._policy is not None)
+            self._refuse_invalid(action)  # the checks that need the policy, now
         detail = self._feed(action)
         return Accepted(stage=self._state.stage, detail=detail)
 
