@@ -39,6 +39,8 @@ from activities.publisher import KafkaCaseEventPublisher
 from clients import connect_temporal
 from services.health import health_endpoint
 from settings import Settings, get_settings
+from staff.credentials import install_verify_keys
+from staff.keys import verify_keys
 from workflows.case import CaseWorkflow
 
 log = logging.getLogger("accord.worker")
@@ -50,6 +52,9 @@ PASSED_THROUGH = (
     "schemas",
     "activities",
     "workflows.search_attributes",
+    "staff.credentials",
+    "jwt",
+    "cryptography",
     "pydantic",
     "pydantic_core",
     "annotated_types",
@@ -121,6 +126,8 @@ def metrics_runtime(settings: Settings) -> Runtime:
 
 async def run_worker(settings: Settings) -> None:
     ensure_bytecode()
+    # Staff actions are verified with these (public) keys in every case this worker runs.
+    install_verify_keys(verify_keys(settings))
     client = await connect_temporal(
         settings, runtime=metrics_runtime(settings), identity=worker_identity()
     )

@@ -139,7 +139,9 @@ def test_topics_created_with_the_configured_partitions(
 
 def test_search_attributes_match_the_workflow(compose: dict) -> None:
     script = compose["services"]["temporal-setup"]["command"][0]
-    registered = dict(re.findall(r"(\w+)=(Keyword|Int|Datetime|Double|Bool|Text)\b", script))
+    registered = dict(
+        re.findall(r"(\w+)=(KeywordList|Keyword|Int|Datetime|Double|Bool|Text)\b", script)
+    )
     indexed = {
         "KEYWORD": "Keyword",
         "INT": "Int",
@@ -147,6 +149,7 @@ def test_search_attributes_match_the_workflow(compose: dict) -> None:
         "FLOAT": "Double",
         "BOOL": "Bool",
         "TEXT": "Text",
+        "KEYWORD_LIST": "KeywordList",
     }
     expected = {key.name: indexed[key.indexed_value_type.name] for key in search_attributes.ALL}
     assert registered == expected
