@@ -230,26 +230,36 @@ class OidcSettings(BaseModel):
     staff_id_claim: str = "preferred_username"
     """The ID-token claim that is the staff id (opaque: never a name or an e-mail address)."""
     roles_claim: str = "roles"
-    role_map: dict[str, str] = Field(default_factory=dict)
-    """Provider role or group -> Accord role (agent, team_lead, credit_committee,
-    administrator); the highest one a person has counts. Nobody mapped: no access."""
+    role_map: str = ""
+    """Provider role or group = Accord role (agent, team_lead, credit_committee,
+    administrator), comma-separated: ``leads=team_lead,risk-committee=credit_committee``.
+    The highest role a person has counts; nobody mapped, no access."""
+
+    def roles(self) -> dict[str, str]:
+        pairs = (item.split("=", 1) for item in self.role_map.split(",") if "=" in item)
+        return {provider.strip(): accord.strip() for provider, accord in pairs}
 
     @property
     def enabled(self) -> bool:
-        return self.issuer is not None
+        return bool(self.issuer)
 
 
 class StaffSettings(BaseModel):
     """Staff identity: the key that signs staff credentials and the keys that verify them.
 
     The desk (and an administrator acting by name from the CLI) signs every staff action with
-    ``signing_key`` (Ed25519, PEM); workers verify with ``verify_keys`` (public keys, PEM), so a
+    ``signing_key`` (Ed25519); workers verify with ``verify_keys`` (its public keys), so a
     worker cannot mint credentials. Neither set (development): both come from ``key_file``,
     created on first use."""
 
     signing_key: SecretStr | None = None
-    verify_keys: list[str] = Field(default_factory=list)
-    """Public keys (PEM) a worker accepts; list the old one too while rotating."""
+    """Ed25519, base64 (`accord staff new-key`) or PEM."""
+    verify_keys: str = ""
+    """Public keys a worker accepts (`accord staff public-key`, base64), comma-separated; list
+    the old one too while rotating."""
+
+    def verify_key_texts(self) -> list[str]:
+        return [key.strip() for key in self.verify_keys.split(",") if key.strip()]
     key_file: Path | None = None
     """Development key pair (default ``<data_dir>/staff/signing-key.pem``)."""
     accounts_file: Path | None = None

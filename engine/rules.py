@@ -95,7 +95,7 @@ def refusal(
     """Why ``action`` cannot be applied to the case now, or None if it can. ``actor``: the
     staff member the action's credential was verified for (None: no credential)."""
     name = action.action
-    if (reason := _identity(action, actor)) is not None:
+    if (reason := forbidden(state, action, policy, actor)) is not None:
         return reason
     if state.closed:
         assert state.outcome is not None and state.closed_at is not None
@@ -108,15 +108,17 @@ def refusal(
         stages = ", ".join(sorted(stage.value for stage in allowed))
         return f"{name}: only in stage {stages}; the case is in {state.stage.value}"
     if isinstance(action, Approve | Reject):
-        assert policy is not None and actor is not None  # opening and identity checked above
-        granted = policy.approval.granted_to(actor.role)
-        return _approval(state, name, action.option_ids, granted, actor)
+        return _approval(state, name, action.option_ids)
     check = _CHECKS.get(type(action))
     return check(state, action, policy, now) if check is not None else None
 
 
-def _identity(action: CaseAction, actor: Actor | None) -> str | None:
-    """A staff action must come from the signed-in staff member it names."""
+def forbidden(
+    state: CaseState, action: CaseAction, policy: Policy | None, actor: Actor | None
+) -> str | None:
+    """Why this staff member may not take ``action`` whatever the case's stage, or None: a
+    staff action must come from the signed-in staff member it names, and approving or
+    rejecting an option needs the authority the policy gives the actor's role."""
     name = action.action
     if name not in STAFF_ACTIONS:
         return None
@@ -128,6 +130,16 @@ def _identity(action: CaseAction, actor: Actor | None) -> str | None:
     named = named_staff(action)
     if named is not None and named != actor.staff_id:
         return f"{name}: it names {named}, but the signed-in staff member is {actor.staff_id}"
+    if isinstance(action, Approve | Reject) and policy is not None and state.proposal is not None:
+        granted = policy.approval.granted_to(actor.role)
+        offered = {option.option_id: option for option in state.proposal.offered}
+        for option_id in action.option_ids:
+            option = offered.get(option_id)
+            if option is not None and granted.level < option.required_authority.level:
+                return (
+                    f"{name}: {option_id} needs {option.required_authority.value} authority; "
+                    f"{actor.staff_id} ({actor.role.value}) has {granted.value}"
+                )
     return None
 
 
@@ -294,26 +306,11 @@ def _currency(state: CaseState, name: str, profile: FinancialProfile) -> str | N
     return None
 
 
-def _approval(
-    state: CaseState,
-    name: str,
-    option_ids: tuple[str, ...],
-    authority: ApprovalAuthority,
-    actor: Actor,
-) -> str | None:
+def _approval(state: CaseState, name: str, option_ids: tuple[str, ...]) -> str | None:
     pending = state.approval
     if pending is None:
         return f"{name}: nothing is waiting for approval"
     unknown = [option_id for option_id in option_ids if option_id not in pending.option_ids]
     if unknown:
         return f"{name}: {', '.join(unknown)} not waiting for approval"
-    assert state.proposal is not None
-    offered = {option.option_id: option for option in state.proposal.offered}
-    for option_id in option_ids:
-        needed = offered[option_id].required_authority
-        if authority.level < needed.level:
-            return (
-                f"{name}: {option_id} needs {needed.value} authority; "
-                f"{actor.staff_id} ({actor.role.value}) has {authority.value}"
-            )
     return None

@@ -8,6 +8,8 @@ data dir, created by whichever process needs it first.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import contextlib
 import os
 import tempfile
@@ -40,21 +42,35 @@ def public_key_pem(signing_key: Ed25519PrivateKey) -> str:
     )
 
 
-def parse_signing_key(pem: str, where: str) -> Ed25519PrivateKey:
+def key_text(key: Ed25519PrivateKey | Ed25519PublicKey) -> str:
+    """The raw 32 bytes, base64: one line, easy to put in an environment variable."""
+    raw = key.private_bytes_raw() if isinstance(key, Ed25519PrivateKey) else key.public_bytes_raw()
+    return base64.b64encode(raw).decode()
+
+
+def parse_signing_key(text: str, where: str) -> Ed25519PrivateKey:
+    """PEM, or the raw key in base64 (`accord staff new-key`)."""
     try:
-        key = serialization.load_pem_private_key(pem.encode(), password=None)
-    except (ValueError, TypeError) as error:
-        raise StaffKeyError(f"{where}: not a PEM private key ({error})") from None
+        if text.lstrip().startswith("-----BEGIN"):
+            key = serialization.load_pem_private_key(text.encode(), password=None)
+        else:
+            key = Ed25519PrivateKey.from_private_bytes(base64.b64decode(text, validate=True))
+    except (ValueError, TypeError, binascii.Error) as error:
+        raise StaffKeyError(f"{where}: not an Ed25519 private key ({error})") from None
     if not isinstance(key, Ed25519PrivateKey):
         raise StaffKeyError(f"{where}: must be an Ed25519 key (`accord staff new-key`)")
     return key
 
 
-def parse_verify_key(pem: str, where: str) -> Ed25519PublicKey:
+def parse_verify_key(text: str, where: str) -> Ed25519PublicKey:
+    """PEM, or the raw key in base64 (`accord staff public-key`)."""
     try:
-        key = serialization.load_pem_public_key(pem.encode())
-    except (ValueError, TypeError) as error:
-        raise StaffKeyError(f"{where}: not a PEM public key ({error})") from None
+        if text.lstrip().startswith("-----BEGIN"):
+            key = serialization.load_pem_public_key(text.encode())
+        else:
+            key = Ed25519PublicKey.from_public_bytes(base64.b64decode(text, validate=True))
+    except (ValueError, TypeError, binascii.Error) as error:
+        raise StaffKeyError(f"{where}: not an Ed25519 public key ({error})") from None
     if not isinstance(key, Ed25519PublicKey):
         raise StaffKeyError(f"{where}: must be an Ed25519 public key")
     return key
@@ -81,7 +97,7 @@ def signing_key(settings: Settings) -> Ed25519PrivateKey:
     staff = settings.staff
     if staff.signing_key is not None:
         return parse_signing_key(staff.signing_key.get_secret_value(), "ACCORD_STAFF__SIGNING_KEY")
-    if staff.verify_keys:
+    if staff.verify_key_texts():
         raise StaffKeyError(
             "ACCORD_STAFF__SIGNING_KEY is not set (only verify keys are): this process cannot "
             "sign staff credentials"
@@ -91,10 +107,10 @@ def signing_key(settings: Settings) -> Ed25519PrivateKey:
 
 def verify_keys(settings: Settings) -> list[Ed25519PublicKey]:
     """The public keys a worker accepts credentials from."""
-    staff = settings.staff
-    if staff.verify_keys:
+    texts = settings.staff.verify_key_texts()
+    if texts:
         return [
-            parse_verify_key(pem, f"ACCORD_STAFF__VERIFY_KEYS[{index}]")
-            for index, pem in enumerate(staff.verify_keys)
+            parse_verify_key(text, f"ACCORD_STAFF__VERIFY_KEYS (key {index + 1})")
+            for index, text in enumerate(texts)
         ]
     return [signing_key(settings).public_key()]

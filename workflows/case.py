@@ -50,7 +50,7 @@ with workflow.unsafe.imports_passed_through():
     from engine.moves import Context
     from engine.planner import next_command
     from engine.policies import shared
-    from engine.rules import refusal
+    from engine.rules import forbidden, refusal
     from engine.state import CaseStart, CaseState
     from engine.view import case_audit, case_view, projection, projection_v1
     from schemas.case import CaseView
@@ -67,6 +67,10 @@ with workflow.unsafe.imports_passed_through():
 
 EVENT_SIGNAL = "event"
 ACT_UPDATE = "act"
+REFUSED = "ActionRefused"
+"""The case cannot take the action now (stage, state): the reason says why."""
+FORBIDDEN = "ActionForbidden"
+"""This staff member may not take it: no valid credential, or not within their authority."""
 
 CALL_TIMEOUT = timedelta(seconds=30)
 # Core banking and e-signature: wait out outages of hours, then ask a human; never retry a
@@ -192,11 +196,15 @@ class CaseWorkflow:
                 )
             except CredentialError as error:
                 raise ApplicationError(
-                    f"{action.action}: {error}", type="ActionRefused", non_retryable=True
+                    f"{action.action}: {error}", type=FORBIDDEN, non_retryable=True
                 ) from None
+        # Who may act first (the desk answers 403), then whether the case can take it now.
+        reason = forbidden(self._state, action, self._policy, actor)
+        if reason is not None:
+            raise ApplicationError(reason, type=FORBIDDEN, non_retryable=True)
         reason = refusal(self._state, action, self._policy, self._now(), actor)
         if reason is not None:
-            raise ApplicationError(reason, type="ActionRefused", non_retryable=True)
+            raise ApplicationError(reason, type=REFUSED, non_retryable=True)
 
     @workflow.query(name="view")
     def view(self) -> CaseView:
@@ -471,4 +479,4 @@ def _call_name(command: do.Command) -> str:
     return "".join(f"_{c.lower()}" if c.isupper() else c for c in name).lstrip("_")
 
 
-__all__ = ["ACT_UPDATE", "EVENT_SIGNAL", "CaseStart", "CaseWorkflow"]
+__all__ = ["ACT_UPDATE", "EVENT_SIGNAL", "FORBIDDEN", "REFUSED", "CaseStart", "CaseWorkflow"]

@@ -20,7 +20,7 @@ from workflows import search_attributes
 pytestmark = pytest.mark.unit
 
 ROOT = Path(__file__).resolve().parents[2]
-APP_SERVICES = ("worker", "stream", "codec")
+APP_SERVICES = ("worker", "stream", "codec", "desk")
 INFRA_SERVICES = (
     "kafka-1", "kafka-2", "kafka-3", "kafka-topics", "postgresql", "temporal-schema",
     "temporal", "temporal-setup", "temporal-ui",
