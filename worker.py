@@ -80,6 +80,8 @@ def worker_identity() -> str:
 
 
 def build_worker(client: Client, settings: Settings, activities: CaseActivities) -> Worker:
+    # Staff actions are verified with these (public) keys in every case this process runs.
+    install_verify_keys(verify_keys(settings))
     tuning = settings.worker
     return Worker(
         client,
@@ -126,8 +128,6 @@ def metrics_runtime(settings: Settings) -> Runtime:
 
 async def run_worker(settings: Settings) -> None:
     ensure_bytecode()
-    # Staff actions are verified with these (public) keys in every case this worker runs.
-    install_verify_keys(verify_keys(settings))
     client = await connect_temporal(
         settings, runtime=metrics_runtime(settings), identity=worker_identity()
     )

@@ -77,6 +77,22 @@ class LoginRequest(BaseModel):
     password: str
 
 
+def page_session(request: Request) -> Session:
+    """The session cookie's (pages)."""
+    auth: DeskAuth = request.app.state.auth
+    return auth.from_cookie(request)
+
+
+def api_session(request: Request) -> Session:
+    """The bearer token's (the JSON API)."""
+    auth: DeskAuth = request.app.state.auth
+    return auth.from_bearer(request)
+
+
+PageSession = Annotated[Session, Depends(page_session)]
+ApiSession = Annotated[Session, Depends(api_session)]
+
+
 def create_app(settings: Settings) -> FastAPI:
     auth = DeskAuth.from_settings(settings)
     client: Client | None = None
@@ -106,6 +122,7 @@ def create_app(settings: Settings) -> FastAPI:
         description=__doc__,
         lifespan=lifespan,
     )
+    app.state.auth = auth
 
     # --- errors ------------------------------------------------------------------------------
 
@@ -173,15 +190,6 @@ def create_app(settings: Settings) -> FastAPI:
         )
 
     # --- who is signed in --------------------------------------------------------------------
-
-    def page_session(request: Request) -> Session:
-        return auth.from_cookie(request)
-
-    def api_session(request: Request) -> Session:
-        return auth.from_bearer(request)
-
-    PageSession = Annotated[Session, Depends(page_session)]
-    ApiSession = Annotated[Session, Depends(api_session)]
 
     def checked_form(session: Session, csrf: str | None) -> None:
         if not csrf_matches(session, csrf):

@@ -112,7 +112,10 @@ async def act(client: Client, settings: Settings, case_id: str, action: CaseActi
         return await CaseHandle(client, case_id).act(action)
     except WorkflowUpdateFailedError as error:
         cause = error.cause
-        reason = str(cause) if cause is not None else str(error)
+        if isinstance(cause, ApplicationError):
+            reason = cause.message
+        else:
+            reason = str(cause) if cause is not None else str(error)
         forbidden = isinstance(cause, ApplicationError) and cause.type == FORBIDDEN
         raise CallError(403 if forbidden else 409, f"refused: {reason}") from None
     except RPCError as error:

@@ -50,6 +50,8 @@ def isolated_settings(data_dir: Path, **overrides: Any) -> Settings:
         "contact": {"url": f"http://{host}:{contact_port}"},
         "webhooks": {"host": host, "port": webhooks_port},
         "desk": {"host": host, "port": desk_port},
+        # The CLI's `accord login` token: never the developer's own.
+        "staff": {"token_file": data_dir / "staff" / "cli-token"},
     }
     for key, value in overrides.items():
         values[key] = values.get(key, {}) | value if isinstance(value, dict) else value
