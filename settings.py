@@ -260,6 +260,7 @@ class StaffSettings(BaseModel):
 
     def verify_key_texts(self) -> list[str]:
         return [key.strip() for key in self.verify_keys.split(",") if key.strip()]
+
     key_file: Path | None = None
     """Development key pair (default ``<data_dir>/staff/signing-key.pem``)."""
     accounts_file: Path | None = None
