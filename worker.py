@@ -55,6 +55,7 @@ PASSED_THROUGH = (
     "staff.credentials",
     "jwt",
     "cryptography",
+    "workflows.calls",
     "pydantic",
     "pydantic_core",
     "annotated_types",
