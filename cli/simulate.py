@@ -8,7 +8,6 @@ cases keep the default policy on the real clock.
 
 from __future__ import annotations
 
-import asyncio
 import json
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
@@ -19,6 +18,7 @@ import click
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from cli.reach import run_against_stack
 from schemas.events import ProductType
 
 if TYPE_CHECKING:
@@ -158,7 +158,9 @@ def simulate(
         f"(time scale {policy.time_scale}x), Temporal {settings.temporal.address}, "
         f"Kafka {settings.kafka.bootstrap_servers}"
     )
-    records = asyncio.run(_run(settings, loans, policy, duration, rate, audit, console))
+    records = run_against_stack(
+        settings, _run(settings, loans, policy, duration, rate, audit, console)
+    )
     _report(records, policy, out, started, console, settings)
 
 
