@@ -397,7 +397,10 @@ def create_app(settings: Settings) -> FastAPI:
         return {
             "view": view,
             "described": described,
-            "status": described.status.name.title().replace("_", "") if described.status else "",
+            # Not "status": render() takes that as the HTTP status.
+            "workflow_status": (
+                described.status.name.title().replace("_", "") if described.status else ""
+            ),
             "audit": audit,
             "events": timeline(audit),
             "options": options,
