@@ -220,7 +220,7 @@ def _report(
     console: Console,
     settings: Settings,
 ) -> None:
-    from simulate.report import html_report, print_summary, summarise
+    from simulate.report import CaseLinks, html_report, print_summary, summarise
 
     summary = summarise(records)
     print_summary(summary, console)
@@ -233,7 +233,12 @@ def _report(
     ]
     out.mkdir(parents=True, exist_ok=True)
     page = out / f"simulation-{stamp}.html"
-    page.write_text(html_report(summary, "Accord portfolio simulation", notes))
+    links = CaseLinks(
+        desk_url=settings.desk.url,
+        temporal_ui_url=settings.temporal_ui_url,
+        namespace=settings.temporal.namespace,
+    )
+    page.write_text(html_report(summary, "Accord portfolio simulation", notes, records, links))
     data = out / f"simulation-{stamp}.json"
     data.write_text(json.dumps(summary.to_json(), indent=2))
     console.print(f"report: {page}\nsummary: {data}")
