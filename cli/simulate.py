@@ -130,6 +130,7 @@ def simulate(
     out_dir: Path | None,
 ) -> None:  # fmt: skip
     """Play core banking and the borrowers against the running stack and report the outcome."""
+    from decisions.policy import PolicyError
     from settings import get_settings
     from simulate.portfolio import generate_portfolio
     from simulate.profiles import MixError, parse_mix
@@ -145,11 +146,14 @@ def simulate(
     out = out_dir or settings.data_dir / "simulate"
     scale = time_scale_for(_seconds_per_day(seconds_per_day))
     portfolio = f"sim-{scale}"
-    policy = write_compressed_policy(
-        settings.policy_file,
-        settings.portfolio_policy_dir / f"{portfolio}.toml",
-        _seconds_per_day(seconds_per_day),
-    )
+    try:
+        policy = write_compressed_policy(
+            settings.policy_file,
+            settings.portfolio_policy_dir / f"{portfolio}.toml",
+            _seconds_per_day(seconds_per_day),
+        )
+    except PolicyError as error:
+        raise click.ClickException(str(error)) from None
     loans = generate_portfolio(
         loan_count,
         seed=seed,
