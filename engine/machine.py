@@ -68,8 +68,10 @@ from engine.moves import (
 from engine.state import (
     MAX_CONTACT_LOG,
     MAX_REMEMBERED_EVENT_IDS,
+    MAX_REMEMBERED_PAYMENTS,
     ApprovalRound,
     CaseState,
+    PaymentNote,
     SignatureRound,
     StoredAgreement,
     Tracking,
@@ -138,8 +140,17 @@ def _on_event(state: CaseState, event: Event, context: Context) -> str:
         take_profile(state, profile, "HARDSHIP_DECLARED", context)
         return "hardship declaration received"
     if isinstance(event, LoanPayment):
-        return "payment noted (the ledger decides at the next checkpoint)"
+        return _payment(state, event)
     return "event ignored"
+
+
+def _payment(state: CaseState, event: LoanPayment) -> str:
+    """Kept as a hint for the balance and arrears now; the ledger decides at the checkpoint."""
+    if state.loan is not None and event.currency != state.loan.currency:
+        return "payment in another currency than the loan: not counted"
+    note = PaymentNote(at=event.paid_at, amount=event.amount)
+    state.payments = sorted([*state.payments, note], key=lambda p: p.at)[-MAX_REMEMBERED_PAYMENTS:]
+    return "payment noted (the ledger decides at the next checkpoint)"
 
 
 def _submit_financials(state: CaseState, action: SubmitFinancials, context: Context) -> str:
@@ -514,6 +525,8 @@ def _ledger_read(state: CaseState, message: result.LedgerRead, context: Context)
     tracking, agreement = state.tracking, state.agreement
     assert tracking is not None and agreement is not None
     tracking.ledger_due = False
+    tracking.paid_total = message.paid_total
+    tracking.ledger_read_at = context.now
     schedule = agreement.schedule
     currency = schedule.currency
     upto = min(tracking.next_index, len(schedule)) - 1
