@@ -30,7 +30,7 @@ async def test_every_component_is_healthy(cluster: Stack) -> None:
     assert [s.name for s in statuses] == [
         "postgresql", "kafka-1", "kafka-2", "kafka-3", "temporal", "temporal-ui",
         "core-banking", "esign", "contact", "webhooks",
-        "worker-1", "worker-2", "stream-1", "stream-2",
+        "worker-1", "worker-2", "stream-1", "stream-2", "desk",
     ]  # fmt: skip
     assert all(s.health is Health.HEALTHY for s in statuses), statuses
 
