@@ -38,7 +38,12 @@ class KafkaTopics(BaseModel):
     hardship: str = "customer.hardship.v1"
     case_events: str = "case.events.v1"
     dlq_suffix: str = ".dlq"
+    # Every loan-keyed topic (inbound, case events, dead letters, the stream's table changelogs)
+    # has this many partitions: the stream's tables are co-partitioned with its topics by it.
     partitions: int = 6
+    # Of the topics Accord creates itself (the stream's table changelogs): 3 and 2 in production.
+    replication_factor: int = Field(default=1, ge=1)
+    min_insync_replicas: int = Field(default=1, ge=1)
 
     def inbound(self) -> list[str]:
         return [self.overdue, self.payment, self.status, self.hardship]

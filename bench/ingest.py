@@ -51,7 +51,7 @@ from stack.kafka import topic_partitions
 from stack.orchestrator import Stack
 from stack.processes import ProcessSupervisor
 from streams.app import METRICS_PATH
-from streams.ingest import CASE_WORKFLOW, initial_search_attributes
+from streams.cases import CASE_WORKFLOW, initial_search_attributes
 from workflows.messages import CaseStart
 
 

@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -19,6 +19,7 @@ from typing import Any, Self
 import aiohttp
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
+from prometheus_client.parser import text_string_to_metric_families
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.worker import Worker
@@ -270,16 +271,16 @@ class StreamProcess(AccordProcess):
         return [] if health is None or health["rebalancing"] else health["assigned_partitions"]
 
     async def metrics(self) -> dict[str, float]:
-        """Prometheus samples, summed over the ``reason`` label."""
+        """Prometheus samples summed over the ``reason`` label, keyed ``name{topic=..,...}``
+        (``topic`` and ``outcome`` first, other labels sorted)."""
         reply = await self._get(METRICS_PATH)
         if reply is None or reply.status != 200:
             return {}
         samples: dict[str, float] = {}
-        for line in (await reply.text()).splitlines():
-            if line and not line.startswith("#"):
-                name, value = line.rsplit(" ", 1)
-                name = _drop_label(name, "reason")
-                samples[name] = samples.get(name, 0.0) + float(value)
+        for family in text_string_to_metric_families(await reply.text()):
+            for sample in family.samples:
+                key = sample_key(sample.name, sample.labels, drop=("reason",))
+                samples[key] = samples.get(key, 0.0) + sample.value
         return samples
 
     async def count(self, topic: str, outcome: str) -> int:
@@ -300,12 +301,12 @@ async def wait_processed(
     await wait_until(reached, within=within, what=f"{count} events of {topic} processed")
 
 
-def _drop_label(sample: str, label: str) -> str:
-    if "{" not in sample:
-        return sample
-    name, labels = sample[:-1].split("{", 1)
-    kept = [part for part in labels.split(",") if not part.startswith(f"{label}=")]
-    return f"{name}{{{','.join(kept)}}}"
+def sample_key(name: str, labels: Mapping[str, str], drop: Iterable[str] = ()) -> str:
+    first = [label for label in ("topic", "outcome") if label in labels]
+    rest = sorted(set(labels) - set(first) - set(drop))
+    if not first and not rest:
+        return name
+    return name + "{" + ",".join(f'{label}="{labels[label]}"' for label in first + rest) + "}"
 
 
 @contextlib.asynccontextmanager
