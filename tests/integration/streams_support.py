@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Self
 
 import aiohttp
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from prometheus_client.parser import text_string_to_metric_families
 from temporalio.client import Client
@@ -25,7 +25,15 @@ from temporalio.service import RPCError, RPCStatusCode
 from temporalio.worker import Worker
 
 from clients import kafka_client_options
-from schemas.events import Event, LoanOverdue, LoanPayment, ProductType, case_id
+from schemas.events import (
+    CustomerHardship,
+    Event,
+    LoanOverdue,
+    LoanPayment,
+    LoanStatus,
+    ProductType,
+    case_id,
+)
 from settings import Settings
 from stack.apps import StreamProcessor
 from stack.environment import child_env
@@ -107,6 +115,24 @@ async def uncommitted(settings: Settings, topics: Iterable[str]) -> int:
         await admin.close()
 
 
+async def read_all(settings: Settings, topic: str) -> list[ConsumerRecord]:
+    """Every record of ``topic`` now, from the beginning."""
+    consumer = AIOKafkaConsumer(enable_auto_commit=False, **kafka_client_options(settings.kafka))
+    await consumer.start()
+    try:
+        partitions = [TopicPartition(topic, p) for p in range(settings.kafka.topics.partitions)]
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        end = await consumer.end_offsets(partitions)
+        records: list[ConsumerRecord] = []
+        while [tp for tp in partitions if await consumer.position(tp) < end[tp]]:
+            for batch in (await consumer.getmany(timeout_ms=1000)).values():
+                records.extend(batch)
+        return records
+    finally:
+        await consumer.stop()
+
+
 def new_tag() -> str:
     return uuid.uuid4().hex[:8]
 
@@ -114,7 +140,13 @@ def new_tag() -> str:
 # --- events -----------------------------------------------------------------------------------
 
 
-def overdue_event(loan_id: str, event_id: str, *, days_past_due: int = 30) -> LoanOverdue:
+def overdue_event(
+    loan_id: str,
+    event_id: str,
+    *,
+    days_past_due: int = 30,
+    delinquent_since: date = DELINQUENT_SINCE,
+) -> LoanOverdue:
     return LoanOverdue(
         event_id=event_id,
         occurred_at=datetime(2026, 11, 1, 9, 0, tzinfo=UTC),
@@ -129,7 +161,7 @@ def overdue_event(loan_id: str, event_id: str, *, days_past_due: int = 30) -> Lo
         fees_outstanding=Decimal("0.00"),
         overdue_amount=Decimal("900.00"),
         days_past_due=days_past_due,
-        delinquent_since=DELINQUENT_SINCE,
+        delinquent_since=delinquent_since,
         contractual_instalment=Decimal("900.00"),
         remaining_term_months=12,
         annual_interest_rate=Decimal("0.0435"),
@@ -147,6 +179,34 @@ def payment_event(loan_id: str, event_id: str) -> LoanPayment:
         amount=Decimal("300.00"),
         paid_at=paid_at,
         channel="bank_transfer",
+    )
+
+
+def status_event(loan_id: str, event_id: str, status: str = "cured") -> LoanStatus:
+    return LoanStatus(
+        event_id=event_id,
+        occurred_at=datetime(2026, 11, 2, 11, 0, tzinfo=UTC),
+        schema_version=1,
+        loan_id=loan_id,
+        status=status,
+    )
+
+
+def hardship_event(loan_id: str, event_id: str) -> CustomerHardship:
+    return CustomerHardship(
+        event_id=event_id,
+        occurred_at=datetime(2026, 11, 2, 12, 0, tzinfo=UTC),
+        schema_version=1,
+        loan_id=loan_id,
+        borrower_id=f"b-{loan_id}",
+        currency="CNY",
+        monthly_income=Decimal("6000.00"),
+        essential_expenses=Decimal("3500.00"),
+        other_debt_payments=Decimal("500.00"),
+        household_size=3,
+        reason="income_reduction",
+        temporary=True,
+        expected_recovery_months=6,
     )
 
 
