@@ -61,7 +61,6 @@ log = logging.getLogger("accord.streams")
 METRICS_PATH = "/accord/metrics"
 HEALTH_PATH = "/accord/health"
 HELD_SWEEP_SECONDS = 60.0
-VALUE_DROPPED = dead_letters.HEADER_PREFIX + "value_dropped"
 
 
 def faust_broker_options(cfg: KafkaSettings) -> dict[str, Any]:
@@ -273,8 +272,7 @@ def create_app(settings: Settings) -> faust.App:
                 message.offset,
                 type(error.__cause__ or error).__name__,
             )
-            headers = [*letter.headers, (VALUE_DROPPED, b"1")]
-            await send(topic, dead_letters.DeadLetter(letter.key, None, headers, truncated=True))
+            await send(topic, dead_letters.without_value(letter))
 
     ingestor = Ingestor(
         settings,

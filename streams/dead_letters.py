@@ -30,6 +30,7 @@ ORIGINAL_OFFSET = HEADER_PREFIX + "offset"
 EVENT_ID = HEADER_PREFIX + "event_id"
 DEAD_LETTERED_AT = HEADER_PREFIX + "dead_lettered_at"
 TRUNCATED_FROM = HEADER_PREFIX + "truncated_from"  # the original value's size in bytes
+VALUE_DROPPED = HEADER_PREFIX + "value_dropped"  # the broker refused even the cut value
 # Room kept below the producer's limit for what aiokafka's estimate leaves out (batch framing).
 SIZE_MARGIN = 512
 
@@ -103,6 +104,18 @@ def dead_letter(
     headers = kept + ours if record_size(key, b"", kept + ours) <= max_bytes else ours
     room = max(0, max_bytes - record_size(key, b"", headers) - SIZE_MARGIN)
     return DeadLetter(key, (value or b"")[:room], headers, truncated=True)
+
+
+def without_value(letter: DeadLetter) -> DeadLetter:
+    """The last resort when the broker refuses the record: the reason and where the original
+    is, no value."""
+    return DeadLetter(letter.key, None, [*letter.headers, (VALUE_DROPPED, b"1")], truncated=True)
+
+
+def is_partial(headers: Iterable[tuple[str, bytes]] | None) -> bool:
+    """A dead letter whose value was cut or dropped: re-drive the original from its topic."""
+    names = {name for name, _ in headers or ()}
+    return TRUNCATED_FROM in names or VALUE_DROPPED in names
 
 
 def record_size(key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes]]) -> int:

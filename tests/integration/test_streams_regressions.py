@@ -23,6 +23,7 @@ from streams import dead_letters
 from tests.integration.streams_support import (
     EventProducer,
     StreamProcess,
+    accord,
     case_of,
     case_worker,
     case_workflow_worker,
@@ -109,7 +110,12 @@ async def test_an_oversize_poison_message_is_dead_lettered_cut_and_its_topic_kee
     reason = headers[dead_letters.ERROR].decode()
     assert "note" in reason and "truncated" in reason
     assert headers[dead_letters.ORIGINAL_TOPIC] == topics.payment.encode()
-    # `accord dlq inspect` tells it was cut and where the whole original is.
+    # `accord dlq` tells it was cut, and does not re-drive a cut value: the original is named.
+    inspected = accord(settings, "dlq", "inspect", topics.payment)
+    assert f"truncated_from={len(poison_value)}" in inspected.stdout, inspected.stderr
+    redriven = accord(settings, "dlq", "redrive", topics.payment)
+    assert "re-drove 0 record(s)" in redriven.stdout, redriven.stderr
+    assert f"original at {topics.payment}/" in redriven.stdout
 
 
 async def test_events_right_after_a_loans_first_overdue_event_are_never_skipped(
