@@ -41,8 +41,8 @@ from typing import Any
 import faust
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
-from faust.sensors.prometheus import setup_prometheus_sensors
 from faust.types import TP, AppT, EventT, StreamT
+from prometheus_client import generate_latest
 from pydantic import BaseModel, ConfigDict, ValidationError
 from temporalio.client import Client
 
@@ -61,6 +61,7 @@ log = logging.getLogger("accord.streams")
 METRICS_PATH = "/accord/metrics"
 HEALTH_PATH = "/accord/health"
 HELD_SWEEP_SECONDS = 60.0
+EXPOSITION = "text/plain; version=0.0.4"
 
 
 def faust_broker_options(cfg: KafkaSettings) -> dict[str, Any]:
@@ -203,10 +204,6 @@ def create_app(settings: Settings) -> faust.App:
         autodiscover=False,
     )
     metrics = StreamMetrics()
-    # faust's own sensor (messages, commits, table operations) into the same registry and page.
-    setup_prometheus_sensors(
-        app, pattern=METRICS_PATH, registry=metrics.registry, name_prefix="faust"
-    )
     table_options: dict[str, Any] = {
         "key_type": bytes,
         "partitions": topics.partitions,
@@ -356,6 +353,11 @@ def create_app(settings: Settings) -> faust.App:
 
     metrics.watch(highwaters, book.open_case_count, book.held_count)
 
+    @app.page(METRICS_PATH)
+    async def accord_metrics(view: faust.web.View, request: faust.web.Request) -> Any:
+        # The classic text format (0.0.4), which every Prometheus version scrapes.
+        return view.text(generate_latest(metrics.registry).decode(), content_type=EXPOSITION)
+
     @app.page(HEALTH_PATH)
     async def accord_health(view: faust.web.View, request: faust.web.Request) -> Any:
         assigned = sorted(
@@ -493,4 +495,7 @@ def main() -> None:
     settings = get_settings()
     app = create_app(settings)
     worker = faust.Worker(app, loglevel=settings.log_level)
+    # At WARNING and above faust's terminal spinner would lower the root logger to DEBUG (it
+    # spins on every record): every debug call would build a record. A log file needs no spinner.
+    worker.spinner = None
     worker.execute_from_commandline()

@@ -182,24 +182,35 @@ class Ingestor:
     ) -> list[Outcome]:
         """Deliver a batch of one topic, read at ``read_at`` (``time.monotonic()``): loans
         concurrently, each loan's messages in offset order; events of other topics than the
-        overdue one only once the overdue topic is delivered up to where it ended then."""
+        overdue one only once the overdue topic is delivered up to where it ended then.
+
+        An event that needs no call (a duplicate, a payment or status change of a loan without
+        a case: most of them) is decided on the spot, unless an earlier event of its loan in the
+        batch is still being delivered."""
         if not messages:
             return []
         read_at = time.monotonic() if read_at is None else read_at
         topic = messages[0].topic
-        by_loan: dict[bytes | None, list[int]] = {}
-        for index, message in enumerate(messages):
-            by_loan.setdefault(message.key, []).append(index)
-        outcomes: list[Outcome] = [Outcome.SKIPPED] * len(messages)
         unordered: Rejection | None = None
         if topic != self._overdue_topic:
             unordered = await self._wait_for_overdue(topic, messages, read_at)
+        outcomes: list[Outcome] = [Outcome.SKIPPED] * len(messages)
+        by_loan: dict[bytes | None, list[tuple[int, Event | Rejection]]] = {}
+        for index, message in enumerate(messages):
+            parsed = self._parse(message, unordered)
+            if message.key not in by_loan and isinstance(parsed, Event):
+                decided = self._decided_without_temporal(parsed)
+                if decided is not None:
+                    outcomes[index] = self._counted(message.topic, *decided)
+                    continue
+            by_loan.setdefault(message.key, []).append((index, parsed))
 
-        async def deliver_in_order(indexes: list[int]) -> None:
-            for index in indexes:
-                outcomes[index] = await self.handle(messages[index], unordered)
+        async def deliver_in_order(items: list[tuple[int, Event | Rejection]]) -> None:
+            for index, parsed in items:
+                message = messages[index]
+                outcomes[index] = self._counted(message.topic, *await self._handle(message, parsed))
 
-        await asyncio.gather(*(deliver_in_order(indexes) for indexes in by_loan.values()))
+        await asyncio.gather(*(deliver_in_order(items) for items in by_loan.values()))
         return outcomes
 
     async def _wait_for_overdue(
@@ -221,36 +232,54 @@ class Ingestor:
             )
         return None
 
-    async def handle(self, message: InboundMessage, unordered: Rejection | None = None) -> Outcome:
-        outcome, reason = await self._handle(message, unordered)
-        self._metrics.count(message.topic, outcome, reason)
+    def _counted(self, topic: str, outcome: Outcome, reason: str) -> Outcome:
+        self._metrics.count(topic, outcome, reason)
         return outcome
 
-    async def _handle(
-        self, message: InboundMessage, unordered: Rejection | None
-    ) -> tuple[Outcome, str]:
+    def _parse(self, message: InboundMessage, unordered: Rejection | None) -> Event | Rejection:
         try:
             event = self._validate(message)
-            if unordered is not None:
-                raise PermanentFailure(Rejection(unordered.kind, unordered.reason, event.event_id))
-            if event.event_id in self._delivered:
-                return Outcome.SKIPPED, "duplicate"
-            outcome, reason = await self._retrying(message.topic, lambda: self._deliver(event))
-            if outcome in (Outcome.PROCESSED, Outcome.HELD) or reason == "case_closed":
-                self._delivered.add(event.event_id)
-            return outcome, reason
-        except Abandoned:
-            raise
         except PermanentFailure as failure:
-            rejection = failure.rejection
-        except RPCError as error:  # not transient (``_retrying`` retries those)
-            rejection = Rejection(
-                ErrorKind.TEMPORAL_REJECTED,
-                f"{error.status.name if error.status else 'UNKNOWN'}: {error.message}",
-                event_id_of(message.value),
-            )
+            return failure.rejection
         except Exception as error:  # a bug must not stop the partition: dead-letter, re-drive later
-            rejection = _unexpected(error, event_id_of(message.value))
+            return _unexpected(error, event_id_of(message.value))
+        if unordered is not None:
+            return Rejection(unordered.kind, unordered.reason, event.event_id)
+        return event
+
+    def _decided_without_temporal(self, event: Event) -> tuple[Outcome, str] | None:
+        if event.event_id in self._delivered:
+            return Outcome.SKIPPED, "duplicate"
+        if isinstance(event, LoanPayment | LoanStatus) and not self._book.has_case(event.loan_id):
+            return Outcome.SKIPPED, "no_open_case"
+        return None
+
+    async def _handle(
+        self, message: InboundMessage, parsed: Event | Rejection
+    ) -> tuple[Outcome, str]:
+        if isinstance(parsed, Rejection):
+            rejection = parsed
+        else:
+            event = parsed
+            try:
+                if event.event_id in self._delivered:
+                    return Outcome.SKIPPED, "duplicate"
+                outcome, reason = await self._retrying(message.topic, lambda: self._deliver(event))
+                if outcome in (Outcome.PROCESSED, Outcome.HELD) or reason == "case_closed":
+                    self._delivered.add(event.event_id)
+                return outcome, reason
+            except Abandoned:
+                raise
+            except PermanentFailure as failure:
+                rejection = failure.rejection
+            except RPCError as error:  # not transient (``_retrying`` retries those)
+                rejection = Rejection(
+                    ErrorKind.TEMPORAL_REJECTED,
+                    f"{error.status.name if error.status else 'UNKNOWN'}: {error.message}",
+                    event.event_id,
+                )
+            except Exception as error:  # a bug must not stop the partition: dead-letter it
+                rejection = _unexpected(error, event.event_id)
         # The dead letter is written before the message is acknowledged; only a non-retriable
         # error (the sink already cut the record to fit) gives up on it.
         try:

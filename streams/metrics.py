@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
 from enum import StrEnum
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -87,11 +88,17 @@ class StreamMetrics:
             ["topic"],
             registry=self.registry,
         )
+        self._event_children: dict[tuple[str, Outcome, str], Any] = {}
         # Next offset to process per (topic, partition): everything below it is delivered.
         self.processed_position: dict[tuple[str, int], int] = {}
 
     def count(self, topic: str, outcome: Outcome, reason: str = "") -> None:
-        self._events.labels(topic, outcome.value, reason).inc()
+        # ``labels()`` validates on every call: the few children are kept (the hot path).
+        child = self._event_children.get((topic, outcome, reason))
+        if child is None:
+            child = self._events.labels(topic, outcome.value, reason)
+            self._event_children[(topic, outcome, reason)] = child
+        child.inc()
 
     def retried(self, topic: str) -> None:
         self._retries.labels(topic).inc()

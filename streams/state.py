@@ -66,6 +66,10 @@ class LoanBook:
 
     # --- open cases
 
+    def has_case(self, loan_id: str) -> bool:
+        """The fast question most events ask (no parsing)."""
+        return loan_key(loan_id) in self._open
+
     def open_case(self, loan_id: str) -> OpenCase | None:
         raw = self._open.get(loan_key(loan_id))
         return OpenCase.model_validate(raw) if raw is not None else None
