@@ -9,6 +9,7 @@ from typing import Any
 from temporalio.client import Client, TLSConfig
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.converter import DataConverter
+from temporalio.runtime import Runtime
 
 from encryption.codec import EncryptionCodec, parse_key
 from settings import EncryptionSettings, KafkaSettings, Settings, TemporalSettings
@@ -44,8 +45,17 @@ def data_converter(settings: Settings) -> DataConverter:
     return dataclasses.replace(pydantic_data_converter, payload_codec=codec)
 
 
-async def connect_temporal(settings: Settings, *, lazy: bool = False) -> Client:
+async def connect_temporal(
+    settings: Settings,
+    *,
+    lazy: bool = False,
+    runtime: Runtime | None = None,
+    identity: str | None = None,
+) -> Client:
     cfg = settings.temporal
+    options: dict[str, Any] = {"runtime": runtime} if runtime is not None else {}
+    if identity is not None:
+        options["identity"] = identity
     return await Client.connect(
         cfg.address,
         namespace=cfg.namespace,
@@ -53,6 +63,7 @@ async def connect_temporal(settings: Settings, *, lazy: bool = False) -> Client:
         tls=_temporal_tls(cfg),
         data_converter=data_converter(settings),
         lazy=lazy,
+        **options,
     )
 
 

@@ -25,10 +25,24 @@ class TemporalSettings(BaseModel):
     tls_server_root_ca_path: Path | None = None
     api_key: SecretStr | None = None
     ui_port: int = 8233
-    # Bound on cached workflow executions per worker (memory vs. replay cost): about 1 MiB per
-    # cached case over a ~90 MiB base (bench.scale), so 800 keeps a worker under 1 GiB however
-    # many cases are open.
-    max_cached_workflows: int = 800
+
+
+class WorkerSettings(BaseModel):
+    """The Temporal worker (`accord worker`). Defaults from bench/README.md's measurements."""
+
+    # Cached cases (memory vs. replay cost on a cache miss).
+    max_cached_workflows: int = Field(default=2_000, ge=0)
+    # Workflow tasks run at once. They share one Python thread, so more slots only queue tasks
+    # behind each other until they time out; a burst is absorbed by the server's queue instead.
+    max_concurrent_workflow_tasks: int = Field(default=8, ge=2)
+    max_concurrent_activities: int = Field(default=64, ge=1)
+    # Prometheus metrics of the Temporal SDK (task latencies, slots, cache) and GET /health
+    # (200 once this worker process has polled its task queue), on this interface.
+    listen_host: str = "127.0.0.1"
+    metrics_port: int = 9464
+    health_port: int = 6067
+    # On SIGTERM: stop polling, let running activities finish for this long, then exit.
+    graceful_shutdown_seconds: float = Field(default=20.0, ge=0)
 
 
 class KafkaTopics(BaseModel):
@@ -113,6 +127,7 @@ class Settings(BaseSettings):
     policy_file: Path | None = None  # None: the bundled default policy
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     temporal: TemporalSettings = Field(default_factory=TemporalSettings)
+    worker: WorkerSettings = Field(default_factory=WorkerSettings)
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     streams: StreamsSettings = Field(default_factory=StreamsSettings)
     encryption: EncryptionSettings = Field(default_factory=EncryptionSettings)

@@ -1,12 +1,39 @@
-"""The Temporal worker entry point: ``accord worker``."""
+"""The Temporal worker entry point: ``accord worker``.
+
+A production worker: task slots and cache size from settings (chosen from bench/README.md's
+measurements), the SDK's Prometheus metrics on a port, its own health endpoint, graceful
+shutdown on SIGTERM, and bytecode checked at start (the sandbox re-imports the workflow module
+for every cache miss; stale bytecode would recompile it each time).
+
+Deployment rule (instead of Temporal's worker versioning): every change to ``workflows/`` or
+``engine/`` must replay the saved histories (``tests/workflow/test_replay.py``, run by CI); a
+change that would not replay goes behind ``workflow.patched``. Old and new workers can then
+serve the same task queue during a rolling deploy. The package version is in the worker's
+identity, so the Temporal UI shows which version served each task.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import compileall
+import contextlib
 import logging
+import os
+import signal
+import socket
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
 
+from aiohttp import web
+from temporalio.api.enums.v1 import TaskQueueType
+from temporalio.api.taskqueue.v1 import TaskQueue
+from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import Client
+from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.worker import Worker
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities.case_activities import CaseActivities
 from activities.contact_channels import ContactDirectorySimulator, ContactGatewaySimulator
@@ -20,19 +47,112 @@ from workflows.case import CaseWorkflow
 
 log = logging.getLogger("accord.worker")
 
+ROOT = Path(__file__).resolve().parent
+PASSED_THROUGH = (
+    "engine",
+    "decisions",
+    "schemas",
+    "activities",
+    "workflows.search_attributes",
+    "pydantic",
+    "pydantic_core",
+    "annotated_types",
+    "typing_extensions",
+)
+"""Loaded once per process instead of once per sandbox: pure (``tests/unit/test_purity.py``) or
+only types. The sandbox re-executes just ``workflows/case.py`` for each case it loads."""
+BYTECODE_PACKAGES = ("engine", "decisions", "schemas", "workflows", "activities")
+
+
+def case_workflow_runner() -> SandboxedWorkflowRunner:
+    return SandboxedWorkflowRunner(
+        restrictions=SandboxRestrictions.default.with_passthrough_modules(*PASSED_THROUGH)
+    )
+
+
+def worker_identity() -> str:
+    try:
+        package = version("accord")
+    except PackageNotFoundError:
+        package = "dev"
+    return f"{os.getpid()}@{socket.gethostname()}/accord-{package}"
+
 
 def build_worker(client: Client, settings: Settings, activities: CaseActivities) -> Worker:
+    tuning = settings.worker
     return Worker(
         client,
         task_queue=settings.temporal.task_queue,
         workflows=[CaseWorkflow],
         activities=[*activities.all(), *DECISION_ACTIVITIES],
-        max_cached_workflows=settings.temporal.max_cached_workflows,
+        workflow_runner=case_workflow_runner(),
+        max_cached_workflows=tuning.max_cached_workflows,
+        max_concurrent_workflow_tasks=tuning.max_concurrent_workflow_tasks,
+        max_concurrent_activities=tuning.max_concurrent_activities,
+        graceful_shutdown_timeout=timedelta(seconds=tuning.graceful_shutdown_seconds),
+        identity=client.identity,
     )
 
 
+def ensure_bytecode() -> None:
+    """Compile what is stale (a no-op after ``make install``); warn when it cannot be written."""
+    for package in BYTECODE_PACKAGES:
+        if not compileall.compile_dir(ROOT / package, quiet=1):
+            log.warning("could not compile %s: workflow tasks will recompile it", package)
+
+
+async def has_polled(client: Client, settings: Settings, since: datetime) -> bool:
+    """This process (by identity) polled the case task queue after it started."""
+    described = await client.workflow_service.describe_task_queue(
+        DescribeTaskQueueRequest(
+            namespace=settings.temporal.namespace,
+            task_queue=TaskQueue(name=settings.temporal.task_queue),
+            task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
+        ),
+        timeout=timedelta(seconds=3),
+    )
+    return any(
+        poller.identity == client.identity and poller.last_access_time.ToDatetime(UTC) >= since
+        for poller in described.pollers
+    )
+
+
+@contextlib.asynccontextmanager
+async def health_endpoint(
+    client: Client, settings: Settings, since: datetime
+) -> AsyncIterator[None]:
+    async def health(_: web.Request) -> web.Response:
+        try:
+            polled = await has_polled(client, settings, since)
+        except Exception as error:  # the probe reports, it never crashes the worker
+            return web.json_response({"status": "unreachable", "error": type(error).__name__}, 503)
+        if not polled:
+            return web.json_response({"status": "starting"}, status=503)
+        return web.json_response({"status": "ok", "identity": client.identity})
+
+    app = web.Application()
+    app.router.add_get("/health", health)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, settings.worker.listen_host, settings.worker.health_port)
+    await site.start()
+    try:
+        yield
+    finally:
+        await runner.cleanup()
+
+
+def metrics_runtime(settings: Settings) -> Runtime:
+    """A runtime whose SDK metrics (task latencies, slots, cache) Prometheus can scrape."""
+    address = f"{settings.worker.listen_host}:{settings.worker.metrics_port}"
+    return Runtime(telemetry=TelemetryConfig(metrics=PrometheusConfig(bind_address=address)))
+
+
 async def run_worker(settings: Settings) -> None:
-    client = await connect_temporal(settings)
+    ensure_bytecode()
+    client = await connect_temporal(
+        settings, runtime=metrics_runtime(settings), identity=worker_identity()
+    )
     publisher = KafkaCaseEventPublisher(settings.kafka)
     await publisher.start()
     # Core banking, contact channels and e-signature have only simulators so far: the bank's
@@ -45,10 +165,21 @@ async def run_worker(settings: Settings) -> None:
         publisher=publisher,
         policy_file=settings.policy_file,
     )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    started = datetime.now(UTC)
     try:
-        worker = build_worker(client, settings, activities)
-        log.info("worker polling task queue %s", settings.temporal.task_queue)
-        await worker.run()
+        async with (
+            build_worker(client, settings, activities),
+            health_endpoint(client, settings, started),
+        ):
+            log.info(
+                "worker %s polling task queue %s", client.identity, settings.temporal.task_queue
+            )
+            await stop.wait()
+            log.info("shutting down: finishing running tasks")
     finally:
         await publisher.stop()
 

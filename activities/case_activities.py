@@ -85,7 +85,8 @@ class SignatureRequest(_Request):
 
 
 class PublishRequest(_Request):
-    event: CaseEvent
+    events: list[CaseEvent]
+    """In order; consumers de-duplicate a re-published event by its deterministic id."""
 
 
 async def _translated(call: Awaitable[T]) -> T:
@@ -181,8 +182,13 @@ class CaseActivities:
         return await _translated(self.esign.status(envelope_id))
 
     @activity.defn
-    async def publish_case_event(self, request: PublishRequest) -> None:
-        await _translated(self.publisher.publish(request.event))
+    async def void_envelope(self, envelope_id: str) -> None:
+        await _translated(self.esign.void(envelope_id))
+
+    @activity.defn
+    async def publish_case_events(self, request: PublishRequest) -> None:
+        for event in request.events:
+            await _translated(self.publisher.publish(event))
 
     def all(self) -> list[Callable[..., object]]:
         return [
@@ -194,5 +200,6 @@ class CaseActivities:
             self.contact_borrower,
             self.send_for_signature,
             self.signature_status,
-            self.publish_case_event,
+            self.void_envelope,
+            self.publish_case_events,
         ]

@@ -18,8 +18,7 @@ from decisions.plans import issue_agreement as issue_agreement_for
 from decisions.plans import propose
 from decisions.policy import Policy
 from decisions.tiering import assess
-from schemas.assessment import Assessment, CreditRecord, FinancialProfile
-from schemas.contact import ContactAttempt
+from schemas.assessment import Assessment, CreditRecord, Engagement, FinancialProfile
 from schemas.events import LoanOverdue
 from schemas.plan import Agreement, PlanOption, PlanProposal
 
@@ -32,7 +31,7 @@ class AssessInput(_Input):
     loan: LoanOverdue
     profile: FinancialProfile | None
     credit: CreditRecord
-    contact_log: tuple[ContactAttempt, ...]
+    engagement: Engagement
     policy: Policy
 
 
@@ -54,9 +53,7 @@ class AgreementInput(_Input):
 
 @activity.defn
 async def assess_case(request: AssessInput) -> Assessment:
-    return assess(
-        request.loan, request.profile, request.credit, request.contact_log, request.policy
-    )
+    return assess(request.loan, request.profile, request.credit, request.engagement, request.policy)
 
 
 @activity.defn

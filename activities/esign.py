@@ -35,6 +35,10 @@ class ESignature(Protocol):
 
     async def status(self, envelope_id: str) -> EnvelopeStatus: ...
 
+    async def void(self, envelope_id: str) -> None:
+        """Withdraw an unsigned envelope; voiding one already voided or declined is a no-op."""
+        ...
+
 
 def envelope_id_for(agreement_id: str) -> str:
     """The envelope ``ESignatureSimulator`` opens for an agreement."""
@@ -63,6 +67,16 @@ class ESignatureSimulator:
         if envelope_id not in self.envelopes:
             raise PermanentRejection(f"esign_status: unknown envelope {envelope_id}")
         return self.envelopes[envelope_id]
+
+    async def void(self, envelope_id: str) -> None:
+        self.faults.before("esign_void")
+        current = self.envelopes.get(envelope_id)
+        if current is None:
+            raise PermanentRejection(f"esign_void: unknown envelope {envelope_id}")
+        if current.state is EnvelopeState.SENT:
+            self.envelopes[envelope_id] = EnvelopeStatus(
+                envelope_id=envelope_id, state=EnvelopeState.VOIDED
+            )
 
     # What the borrower does in the provider's page.
     def borrower_signs(self, envelope_id: str, signed_at: AwareDatetime) -> None:

@@ -30,7 +30,6 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from prometheus_client.parser import text_string_to_metric_families
 from temporalio.client import Client
-from temporalio.common import WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from bench.common import (
@@ -53,7 +52,7 @@ from stack.orchestrator import Stack
 from stack.processes import ProcessSupervisor
 from streams.app import METRICS_PATH
 from streams.cases import CASE_WORKFLOW, initial_search_attributes
-from workflows.messages import CaseStart
+from workflows.handle import open_case
 
 
 @dataclass
@@ -188,14 +187,10 @@ def cpu_delta(before: dict[str, float], after: dict[str, float]) -> dict[str, fl
 async def signal_with_start(client: Client, settings: Settings, event: LoanOverdue) -> None:
     """What a hand-written consumer does: start the case or signal the running one."""
     try:
-        await client.start_workflow(
-            CASE_WORKFLOW,
-            CaseStart(loan_id=event.loan_id, delinquent_since=event.delinquent_since),
-            id=event.case_id,
+        await open_case(
+            client,
+            event,
             task_queue=settings.temporal.task_queue,
-            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-            start_signal="overdue",
-            start_signal_args=[event],
             search_attributes=initial_search_attributes(event),
         )
     except WorkflowAlreadyStartedError:

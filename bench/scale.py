@@ -53,6 +53,7 @@ from bench.common import (
     write_result,
 )
 from clients import connect_temporal, kafka_client_options
+from engine.actions import Pause
 from settings import Settings, TemporalSettings
 from simulate.bank_process import BANK
 from simulate.engine import CaseRecord, Simulation, SimulationConfig, case_id_of, read_from_now
@@ -60,7 +61,7 @@ from simulate.portfolio import generate_portfolio
 from simulate.profiles import parse_mix
 from simulate.timescale import policy_now
 from stack.processes import ProcessSupervisor
-from workflows.messages import Accepted, Pause
+from workflows.handle import CaseHandle
 
 STAFF_ID = "ops-bench"
 ASLEEP_DAYS = 3650
@@ -123,7 +124,7 @@ async def pause_until(
     the instant are left out (their pause would be in the past)."""
     slots = asyncio.Semaphore(concurrency)
     accepted: set[str] = set()
-    handles = {r.case_id: client.get_workflow_handle(r.case_id) for r in records}
+    handles = {r.case_id: CaseHandle(client, r.case_id) for r in records}
 
     async def one(record: CaseRecord) -> None:
         request = Pause(staff_id=STAFF_ID, until=policy_instant(record, instant))
@@ -132,9 +133,7 @@ async def pause_until(
                 if (instant - datetime.now(UTC)).total_seconds() < 2:
                     return  # too late for this instant
                 try:
-                    await handles[record.case_id].execute_update(
-                        "pause", request, result_type=Accepted
-                    )
+                    await handles[record.case_id].act(request)
                     accepted.add(record.case_id)
                     return
                 except WorkflowUpdateFailedError as error:

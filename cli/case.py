@@ -12,7 +12,7 @@ import json
 from collections.abc import Coroutine, Iterator
 from datetime import UTC
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 from pydantic import BaseModel, ValidationError
@@ -20,10 +20,9 @@ from temporalio.client import WorkflowUpdateFailedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from clients import connect_temporal
-from settings import get_settings
-from workflows.messages import (
-    Accepted,
+from engine.actions import (
     Approve,
+    CaseAction,
     ChooseOption,
     Dispute,
     Note,
@@ -32,15 +31,20 @@ from workflows.messages import (
     ResolveDispute,
     Resume,
     SituationChanged,
+    StartBreathingSpace,
     SubmitFinancials,
 )
+from settings import get_settings
+from workflows.handle import CaseHandle
+
+ActionT = TypeVar("ActionT", bound=BaseModel)
 
 
 def _run(coroutine: Coroutine[Any, Any, Any]) -> Any:
     return asyncio.run(coroutine)
 
 
-def _request(model: type[BaseModel], **fields: Any) -> BaseModel:
+def _request(model: type[ActionT], **fields: Any) -> ActionT:
     """Validate here, so a malformed action is refused with the field named before it is sent."""
     try:
         return model.model_validate(fields, extra="forbid")
@@ -61,21 +65,22 @@ def _case_errors(case_id: str) -> Iterator[None]:
         raise click.ClickException(f"Temporal refused the call: {error.message}") from None
 
 
-async def _update(case_id: str, name: str, request: BaseModel) -> None:
+async def _act(case_id: str, action: CaseAction) -> None:
     client = await connect_temporal(get_settings())
-    handle = client.get_workflow_handle(case_id)
     with _case_errors(case_id):
         try:
-            accepted = await handle.execute_update(name, request, result_type=Accepted)
+            accepted = await CaseHandle(client, case_id).act(action)
         except WorkflowUpdateFailedError as error:
             raise click.ClickException(f"refused: {error.cause}") from None
-    click.echo(f"{name}: {accepted.detail} (stage {accepted.stage.value})")
+    click.echo(f"{action.action}: {accepted.detail} (stage {accepted.stage.value})")
 
 
-async def _query(case_id: str, name: str) -> Any:
+async def _query(case_id: str, audit: bool) -> Any:
     client = await connect_temporal(get_settings())
+    handle = CaseHandle(client, case_id)
     with _case_errors(case_id):
-        return await client.get_workflow_handle(case_id).query(name, result_type=dict)
+        result = await (handle.audit() if audit else handle.view())
+    return result.model_dump(mode="json")
 
 
 @click.group()
@@ -88,7 +93,7 @@ def case() -> None:
 @click.option("--audit", is_flag=True, help="Stages, decisions with policy versions, notes.")
 def show(case_id: str, audit: bool) -> None:
     """Print the case view (or its audit trail) as JSON."""
-    result = _run(_query(case_id, "audit" if audit else "view"))
+    result = _run(_query(case_id, audit))
     click.echo(json.dumps(result, indent=2, default=str))
 
 
@@ -100,7 +105,7 @@ def show(case_id: str, audit: bool) -> None:
 def approve(case_id: str, option_ids: tuple[str, ...], staff_id: str, authority: str) -> None:
     """Approve options waiting for your authority."""
     request = _request(Approve, option_ids=option_ids, approver_id=staff_id, authority=authority)
-    _run(_update(case_id, "approve", request))
+    _run(_act(case_id, request))
 
 
 @case.command()
@@ -116,7 +121,7 @@ def reject(
     request = _request(
         Reject, option_ids=option_ids, approver_id=staff_id, authority=authority, reason=reason
     )
-    _run(_update(case_id, "reject", request))
+    _run(_act(case_id, request))
 
 
 @case.command()
@@ -126,13 +131,15 @@ def reject(
 @click.option("--until", type=click.DateTime(), help="Operator pause end (UTC).")
 def pause(case_id: str, staff_id: str, breathing_space: bool, until: Any) -> None:
     """Pause contact and timers."""
-    request = _request(
-        Pause,
-        staff_id=staff_id,
-        breathing_space=breathing_space,
-        until=until.replace(tzinfo=UTC) if until is not None else None,
-    )
-    _run(_update(case_id, "pause", request))
+    if breathing_space:
+        if until is not None:
+            raise click.ClickException("refused: a breathing space lasts as the rules say")
+        request = _request(StartBreathingSpace, staff_id=staff_id)
+    else:
+        request = _request(
+            Pause, staff_id=staff_id, until=until.replace(tzinfo=UTC) if until is not None else None
+        )
+    _run(_act(case_id, request))
 
 
 @case.command()
@@ -141,7 +148,7 @@ def pause(case_id: str, staff_id: str, breathing_space: bool, until: Any) -> Non
 @click.option("--note")
 def resume(case_id: str, staff_id: str, note: str | None) -> None:
     """Lift an operator pause."""
-    _run(_update(case_id, "resume", _request(Resume, staff_id=staff_id, note=note)))
+    _run(_act(case_id, _request(Resume, staff_id=staff_id, note=note)))
 
 
 @case.command()
@@ -150,7 +157,7 @@ def resume(case_id: str, staff_id: str, note: str | None) -> None:
 @click.option("--reason", default="DEBT_DISPUTED", show_default=True)
 def dispute(case_id: str, raised_by: str, reason: str) -> None:
     """Record a dispute: the case pauses for human review."""
-    _run(_update(case_id, "dispute", _request(Dispute, raised_by=raised_by, reason=reason)))
+    _run(_act(case_id, _request(Dispute, raised_by=raised_by, reason=reason)))
 
 
 @case.command("resolve-dispute")
@@ -161,7 +168,7 @@ def dispute(case_id: str, raised_by: str, reason: str) -> None:
 def resolve_dispute(case_id: str, staff_id: str, upheld: bool, note: str) -> None:
     """Close the review: upheld closes the case, rejected resumes it."""
     request = _request(ResolveDispute, staff_id=staff_id, upheld=upheld, note=note)
-    _run(_update(case_id, "resolve_dispute", request))
+    _run(_act(case_id, request))
 
 
 @case.command()
@@ -170,7 +177,7 @@ def resolve_dispute(case_id: str, staff_id: str, upheld: bool, note: str) -> Non
 @click.argument("text")
 def note(case_id: str, author_id: str, text: str) -> None:
     """Add a note to the case."""
-    _run(_update(case_id, "note", _request(Note, author_id=author_id, text=text)))
+    _run(_act(case_id, _request(Note, author_id=author_id, text=text)))
 
 
 @case.command("submit-financials")
@@ -181,9 +188,9 @@ def submit_financials(case_id: str, profile_file: Path, situation_changed: bool)
     """Submit the borrower's financial profile (JSON, money as strings) taken by an agent."""
     profile = json.loads(profile_file.read_text())
     if situation_changed:
-        _run(_update(case_id, "situation_changed", _request(SituationChanged, profile=profile)))
+        _run(_act(case_id, _request(SituationChanged, profile=profile)))
     else:
-        _run(_update(case_id, "submit_financials", _request(SubmitFinancials, profile=profile)))
+        _run(_act(case_id, _request(SubmitFinancials, profile=profile)))
 
 
 @case.command()
@@ -191,4 +198,4 @@ def submit_financials(case_id: str, profile_file: Path, situation_changed: bool)
 @click.argument("option_id")
 def choose(case_id: str, option_id: str) -> None:
     """Record the borrower's chosen option (taken by an agent)."""
-    _run(_update(case_id, "choose_option", _request(ChooseOption, option_id=option_id)))
+    _run(_act(case_id, _request(ChooseOption, option_id=option_id)))

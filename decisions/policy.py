@@ -189,6 +189,10 @@ class Durations(Contract):
     info_reminder_days: tuple[PositiveDays, ...] = (3, 7, 11)
     """Days after the first contact; each before the deadline."""
     approval_sla_hours: Annotated[int, Field(ge=1, le=24 * 90, strict=True)] = 48
+    offer_response_days: PositiveDays = 14
+    """From the offer to the borrower's answer; no answer by then escalates."""
+    offer_reminder_days: tuple[PositiveDays, ...] = (3, 7, 11)
+    """Days after the offer; each before offer_response_days."""
     signature_expiry_days: PositiveDays = 10
     signature_reminder_days: tuple[PositiveDays, ...] = (3, 7)
     first_instalment_days: PositiveDays = 30
@@ -209,6 +213,8 @@ class Durations(Contract):
     def _reminders_before_deadlines(self) -> Durations:
         if any(day >= self.info_deadline_days for day in self.info_reminder_days):
             raise ValueError("info_reminder_days: each must be before info_deadline_days")
+        if any(day >= self.offer_response_days for day in self.offer_reminder_days):
+            raise ValueError("offer_reminder_days: each must be before offer_response_days")
         if any(day >= self.signature_expiry_days for day in self.signature_reminder_days):
             raise ValueError("signature_reminder_days: each must be before signature_expiry_days")
         return self

@@ -13,19 +13,17 @@ Order of the rules, first match wins:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 from decisions.affordability import assess_affordability
 from decisions.policy import Policy
 from schemas.assessment import (
     Affordability,
     Assessment,
     CreditRecord,
+    Engagement,
     FinancialProfile,
     HardshipKind,
     Tier,
 )
-from schemas.contact import ContactAttempt, ContactOutcome, Recipient
 from schemas.events import LoanOverdue
 
 
@@ -42,17 +40,14 @@ def assess(
     loan: LoanOverdue,
     profile: FinancialProfile | None,
     credit: CreditRecord,
-    contact_log: Sequence[ContactAttempt],
+    engagement: Engagement,
     policy: Policy,
 ) -> Assessment:
     """Tier the case. ``profile`` is None when the borrower gave no information by the deadline."""
     dpd_reason = days_past_due_reason(loan.days_past_due, policy)
     if profile is None:
         reasons = ["NO_INFO_BY_DEADLINE"]
-        if not any(
-            attempt.outcome is ContactOutcome.ANSWERED and attempt.recipient is Recipient.BORROWER
-            for attempt in contact_log
-        ):
+        if engagement.conversations == 0:
             reasons.append("NO_ANSWERED_CONTACT")
         return _assessment(Tier.NON_RESPONSIVE, [*reasons, dpd_reason], loan, policy, None)
 

@@ -89,6 +89,20 @@ class CreditRecord(Contract):
     """Earlier negotiated plans the borrower did not keep."""
 
 
+class Engagement(Contract):
+    """How the borrower has engaged with this case: evidence of willingness or its absence."""
+
+    contact_attempts: Count = 0
+    conversations: Count = 0
+    """Answered calls and replies."""
+    offers_declined: Count = 0
+    counter_proposals: Count = 0
+    plans_broken: Count = 0
+    """Agreements broken in this case."""
+    instalments_missed: Count = 0
+    """Promises broken in this case."""
+
+
 class Affordability(Contract):
     """Disposable income = income - essential expenses - other debt service; the affordable
     instalment is at most the policy share of it (never negative)."""

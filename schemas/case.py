@@ -28,6 +28,8 @@ class CaseOutcome(StrEnum):
     ESCALATED_LEGAL = "escalated_legal"
     DECLINED = "declined"
     WRITTEN_OFF = "written_off"
+    SUPERSEDED = "superseded"
+    """A new delinquency episode of the same loan opened its own case."""
 
 
 class InstalmentStatus(StrEnum):
@@ -47,16 +49,29 @@ class CheckpointKind(StrEnum):
     INFO_REMINDER = "info_reminder"
     INFO_DEADLINE = "info_deadline"
     APPROVAL_SLA = "approval_sla"
+    OFFER_REMINDER = "offer_reminder"
+    OFFER_DEADLINE = "offer_deadline"
     SIGNATURE_REMINDER = "signature_reminder"
     SIGNATURE_EXPIRY = "signature_expiry"
     INSTALMENT_DUE = "instalment_due"
     REASSESSMENT = "reassessment"
     HOLD_ENDS = "hold_ends"
+    CONTACT_DEFERRED = "contact_deferred"
+    """A contact blocked by the rules (quiet hours, caps) is tried again."""
 
 
 class Checkpoint(Contract):
     kind: CheckpointKind
     at: AwareDatetime
+
+
+class Attention(Contract):
+    """The case waits for a human: a decision could not be made or an external system refused
+    a request. Staff fix the cause and retry the step."""
+
+    reason: ReasonCode
+    detail: str
+    since: AwareDatetime
 
 
 class CaseView(Contract):
@@ -74,10 +89,14 @@ class CaseView(Contract):
     assessment: Assessment | None = None
     proposal: PlanProposal | None = None
     agreement: Agreement | None = None
+    envelope_id: str | None = None
+    """The e-signature envelope the case waits on (sign stage only)."""
     schedule: tuple[TrackedInstalment, ...] = ()
     next_checkpoint: Checkpoint | None = None
     contact_log: tuple[ContactAttempt, ...] = ()
     holds: ContactHolds = Field(default_factory=ContactHolds)
+    attention: Attention | None = None
+    assigned_to: str | None = None
     outcome: CaseOutcome | None = None
     outcome_reasons: tuple[ReasonCode, ...] = ()
     closed_at: AwareDatetime | None = None

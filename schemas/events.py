@@ -7,7 +7,15 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    model_validator,
+)
 
 from schemas.money import Amount, Currency, PositiveAmount, check_scale
 
@@ -167,6 +175,32 @@ class CustomerHardship(Event):
 INBOUND_EVENTS: dict[str, type[Event]] = {
     model.TOPIC: model for model in (LoanOverdue, LoanPayment, LoanStatus, CustomerHardship)
 }
+
+# A field only that contract has: a Temporal payload carries no topic to tell them apart.
+_DISTINCT_FIELD = {
+    LoanOverdue.TOPIC: "days_past_due",
+    LoanPayment.TOPIC: "paid_at",
+    LoanStatus.TOPIC: "status",
+    CustomerHardship.TOPIC: "household_size",
+}
+
+
+def _inbound_topic(value: Any) -> str | None:
+    if isinstance(value, Event):
+        return value.TOPIC
+    if isinstance(value, dict):
+        return next((topic for topic, name in _DISTINCT_FIELD.items() if name in value), None)
+    return None
+
+
+InboundEvent = Annotated[
+    Annotated[LoanOverdue, Tag(LoanOverdue.TOPIC)]
+    | Annotated[LoanPayment, Tag(LoanPayment.TOPIC)]
+    | Annotated[LoanStatus, Tag(LoanStatus.TOPIC)]
+    | Annotated[CustomerHardship, Tag(CustomerHardship.TOPIC)],
+    Discriminator(_inbound_topic),
+]
+"""Any inbound event, as the case receives it (one signal for all of them)."""
 
 
 def case_id(loan_id: str, delinquent_since: date) -> str:

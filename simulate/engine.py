@@ -24,7 +24,6 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from pydantic import BaseModel
 from temporalio.client import (
     Client,
-    WorkflowHandle,
     WorkflowUpdateFailedError,
     WorkflowUpdateRPCTimeoutOrCancelledError,
 )
@@ -32,6 +31,8 @@ from temporalio.service import RPCError
 
 from activities.esign import envelope_id_for
 from clients import connect_temporal, kafka_client_options
+from engine import actions
+from engine.actions import CaseAction, CaseAudit
 from schemas.case import CaseStage, CaseView
 from schemas.events import (
     CustomerHardship,
@@ -45,8 +46,7 @@ from settings import Settings
 from simulate import borrowers as b
 from simulate.portfolio import SimulatedLoan
 from simulate.timescale import policy_now, server_time
-from workflows import messages
-from workflows.messages import Accepted, CaseAudit
+from workflows.handle import CaseHandle
 
 log = logging.getLogger("accord.simulate")
 
@@ -288,7 +288,7 @@ class Simulation:
     ) -> None:
         for attempt, pause in enumerate((0.0, *RETRY_LOOK_SECONDS)):
             await asyncio.sleep(pause)
-            view = await self._query(record, "view", CaseView)
+            view = await self._view(record)
             if view is None:
                 continue
             record.stage = view.stage.value
@@ -313,23 +313,32 @@ class Simulation:
             if attempt == len(RETRY_LOOK_SECONDS):
                 return
 
-    async def _query(self, record: CaseRecord, name: str, result_type: type) -> object | None:
+    async def _view(self, record: CaseRecord) -> CaseView | None:
         try:
             async with self._slots:
-                return await self._handle(record).query(name, result_type=result_type)
+                return await self._handle(record).view()
         except (RPCError, Exception) as error:  # a case still opening or busy: look again later
-            log.debug("query %s failed for %s: %s", name, record.case_id, error)
+            log.debug("view failed for %s: %s", record.case_id, error)
             return None
 
-    def _handle(self, record: CaseRecord) -> WorkflowHandle[object, object]:
-        assert self._client is not None
-        return self._client.get_workflow_handle(record.case_id)
-
-    async def _update(self, record: CaseRecord, name: str, request: BaseModel) -> bool:
-        """True if accepted; False if refused as premature (try again later)."""
+    async def _audit(self, record: CaseRecord) -> CaseAudit | None:
         try:
             async with self._slots:
-                await self._handle(record).execute_update(name, request, result_type=Accepted)
+                return await self._handle(record).audit()
+        except (RPCError, Exception) as error:  # a case still opening or busy: look again later
+            log.debug("audit failed for %s: %s", record.case_id, error)
+            return None
+
+    def _handle(self, record: CaseRecord) -> CaseHandle:
+        assert self._client is not None
+        return CaseHandle(self._client, record.case_id)
+
+    async def _update(self, record: CaseRecord, action: CaseAction) -> bool:
+        """True if accepted; False if refused as premature (try again later)."""
+        name = action.action
+        try:
+            async with self._slots:
+                await self._handle(record).act(action)
         except WorkflowUpdateFailedError as error:
             message = str(error.cause) if error.cause else str(error)
             log.debug("%s refused for %s: %s", name, record.case_id, message)
@@ -368,44 +377,34 @@ class Simulation:
                 )
                 return True
             case b.SendFinances(profile=profile):
-                return await self._update(
-                    record, "submit_financials", messages.SubmitFinancials(profile=profile)
-                )
+                return await self._update(record, actions.SubmitFinancials(profile=profile))
             case b.ChooseOption(option_id=option_id):
-                return await self._update(
-                    record, "choose_option", messages.ChooseOption(option_id=option_id)
-                )
+                return await self._update(record, actions.ChooseOption(option_id=option_id))
             case b.CounterPropose(profile=profile):
                 return await self._update(
                     record,
-                    "counter_propose",
-                    messages.CounterProposal(profile=profile, note="cannot afford the offers"),
+                    actions.CounterPropose(profile=profile, note="cannot afford the offers"),
                 )
             case b.DeclineOffer():
-                return await self._update(record, "decline", messages.Decline())
+                return await self._update(record, actions.Decline())
             case b.SignAgreement(agreement_id=agreement_id):
                 return await self._update(
                     record,
-                    "sign",
-                    messages.SignatureCompleted(envelope_id=envelope_id_for(agreement_id)),
+                    actions.Sign(envelope_id=envelope_id_for(agreement_id)),
                 )
             case b.RaiseDispute():
-                return await self._update(
-                    record, "dispute", messages.Dispute(raised_by=loan.borrower_id)
-                )
+                return await self._update(record, actions.Dispute(raised_by=loan.borrower_id))
             case b.ResolveDispute(upheld=upheld):
                 return await self._update(
                     record,
-                    "resolve_dispute",
-                    messages.ResolveDispute(
+                    actions.ResolveDispute(
                         staff_id=OPERATIONS_STAFF_ID, upheld=upheld, note="simulated review"
                     ),
                 )
             case b.ApproveOptions(option_ids=option_ids, authority=authority):
                 return await self._update(
                     record,
-                    "approve",
-                    messages.Approve(
+                    actions.Approve(
                         option_ids=option_ids, approver_id=OPERATIONS_STAFF_ID, authority=authority
                     ),
                 )
@@ -476,12 +475,12 @@ class Simulation:
 
         async def finish(record: CaseRecord) -> None:
             if self.config.final_views and record.outcome is None and record.opened_at:
-                view = await self._query(record, "view", CaseView)
+                view = await self._view(record)
                 if isinstance(view, CaseView):
                     record.stage = view.stage.value
                     record.tier = view.tier.value if view.tier else record.tier
             if self.config.audit and record.opened_at is not None:
-                audit = await self._query(record, "audit", CaseAudit)
+                audit = await self._audit(record)
                 if isinstance(audit, CaseAudit):
                     record.contacts_blocked = sum(
                         1 for d in audit.decisions if d.kind == "contact_blocked"

@@ -39,11 +39,20 @@ class TemporalWorker(Component):
     def env(self) -> dict[str, str]:
         return child_env(self.settings)
 
+    def port_claims(self) -> list[PortClaim]:
+        worker = self.settings.worker
+        return [
+            PortClaim(self.name, worker.listen_host, worker.health_port, "worker.health_port"),
+            PortClaim(self.name, worker.listen_host, worker.metrics_port, "worker.metrics_port"),
+        ]
+
     async def probe(self) -> None:
-        if not await workflow_pollers(self.settings):
-            raise StackError(
-                f"no workflow poller on task queue {self.settings.temporal.task_queue}"
-            )
+        """The worker's own health endpoint: healthy once this very process has polled (a dead
+        worker's poller entry lingers on the task queue for minutes)."""
+        worker = self.settings.worker
+        status = await http_get_status(worker.listen_host, worker.health_port, "/health")
+        if status != 200:
+            raise StackError(f"worker health answered HTTP {status} (not polling yet)")
 
 
 async def workflow_pollers(settings: Settings) -> list[PollerInfo]:

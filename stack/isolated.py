@@ -33,12 +33,15 @@ def isolated_settings(data_dir: Path, **overrides: Any) -> Settings:
     (``temporal={"namespace": "x"}`` keeps the fresh address)."""
     host = split_host_port(TemporalSettings().address)[0]
     kafka_host = split_host_port(KafkaSettings().bootstrap_servers)[0]
-    kafka_port, controller_port, temporal_port, ui_port, web_port = pick_free_ports(5, host)
+    kafka_port, controller_port, temporal_port, ui_port, web_port, health_port, metrics_port = (
+        pick_free_ports(7, host)
+    )
     values: dict[str, Any] = {
         "data_dir": data_dir,
         "temporal": {"address": f"{host}:{temporal_port}", "ui_port": ui_port},
         "kafka": {"bootstrap_servers": f"{kafka_host}:{kafka_port}"},
         "streams": {"web_port": web_port},
+        "worker": {"listen_host": host, "health_port": health_port, "metrics_port": metrics_port},
         "stack": {"kafka_controller_port": controller_port},
     }
     for key, value in overrides.items():

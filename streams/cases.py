@@ -1,33 +1,31 @@
 """Every call the stream processor makes to Temporal: start a case, signal a case. Nothing else.
 
-The two calls, what they cost and how they are named on the workflow live here only, so a change
-of the case workflow's interface (its signals) is a change to this module alone.
+Both go through the case's typed handle (``workflows.handle``: signal-with-start of the episode's
+case, and the one ``event`` signal every inbound event is delivered by), and both are counted
+here (``accord_streams_temporal_calls``), so what ingestion costs Temporal is measured in one
+place.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from enum import StrEnum
+from typing import cast
 
 from temporalio.client import Client
-from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
+from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
+from engine.view import whole_units
 from schemas.case import CaseStage
-from schemas.events import CustomerHardship, Event, LoanOverdue, LoanPayment, LoanStatus
+from schemas.events import Event, InboundEvent, LoanOverdue
 from settings import Settings
 from streams.metrics import StreamMetrics
 from workflows import search_attributes as sa
-from workflows.messages import CaseStart
+from workflows.handle import CaseHandle, open_case
 
 CASE_WORKFLOW = "CaseWorkflow"
-SIGNAL_FOR_EVENT: dict[type[Event], str] = {
-    LoanOverdue: "overdue",
-    LoanPayment: "payment",
-    LoanStatus: "loan_status",
-    CustomerHardship: "hardship",
-}
 
 
 class Started(StrEnum):
@@ -47,9 +45,7 @@ def initial_search_attributes(event: LoanOverdue) -> TypedSearchAttributes:
         [
             SearchAttributePair(sa.CASE_STAGE, CaseStage.COLLECT_INFO.value),
             SearchAttributePair(sa.DAYS_PAST_DUE, event.days_past_due),
-            SearchAttributePair(
-                sa.OUTSTANDING_AMOUNT, sa.outstanding_projection(event.total_outstanding)
-            ),
+            SearchAttributePair(sa.OUTSTANDING_AMOUNT, whole_units(event.total_outstanding)),
             SearchAttributePair(sa.PRODUCT_TYPE, event.product.value),
         ]
     )
@@ -76,14 +72,10 @@ class Cases:
         client = await self._temporal()
         self._metrics.temporal_call("start")
         try:
-            await client.start_workflow(
-                CASE_WORKFLOW,
-                CaseStart(loan_id=event.loan_id, delinquent_since=event.delinquent_since),
-                id=event.case_id,
+            await open_case(
+                client,
+                event,
                 task_queue=self._task_queue,
-                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-                start_signal=SIGNAL_FOR_EVENT[LoanOverdue],
-                start_signal_args=[event],
                 search_attributes=initial_search_attributes(event),
             )
         except WorkflowAlreadyStartedError:
@@ -95,7 +87,7 @@ class Cases:
         client = await self._temporal()
         self._metrics.temporal_call("signal")
         try:
-            await client.get_workflow_handle(case_id).signal(SIGNAL_FOR_EVENT[type(event)], event)
+            await CaseHandle(client, case_id).send(cast(InboundEvent, event))
         except RPCError as error:
             if error.status == RPCStatusCode.NOT_FOUND:
                 return Signalled.GONE

@@ -1,6 +1,5 @@
-"""The case search attributes operations filter on in the Temporal UI. No personal data here."""
-
-from decimal import ROUND_CEILING, Decimal
+"""The case search attributes operations filter on in the Temporal UI. No personal data here:
+stages, tiers, whole-unit amounts and dates; their values come from ``engine.view.projection``."""
 
 from temporalio.common import SearchAttributeKey
 
@@ -11,6 +10,7 @@ DAYS_PAST_DUE = SearchAttributeKey.for_int("DaysPastDue")
 OUTSTANDING_AMOUNT = SearchAttributeKey.for_int("OutstandingAmount")
 PRODUCT_TYPE = SearchAttributeKey.for_keyword("ProductType")
 NEXT_CHECKPOINT_AT = SearchAttributeKey.for_datetime("NextCheckpointAt")
+NEXT_CHECKPOINT_KIND = SearchAttributeKey.for_keyword("NextCheckpointKind")
 POLICY_VERSION = SearchAttributeKey.for_keyword("PolicyVersion")
 
 ALL = (
@@ -20,10 +20,6 @@ ALL = (
     OUTSTANDING_AMOUNT,
     PRODUCT_TYPE,
     NEXT_CHECKPOINT_AT,
+    NEXT_CHECKPOINT_KIND,
     POLICY_VERSION,
 )
-
-
-def outstanding_projection(total_outstanding: Decimal) -> int:
-    """The ``OutstandingAmount`` value: whole currency units, rounded up, exact (no float)."""
-    return int(total_outstanding.to_integral_value(rounding=ROUND_CEILING))

@@ -20,7 +20,9 @@ import aiohttp
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from prometheus_client.parser import text_string_to_metric_families
+from temporalio import activity
 from temporalio.client import Client
+from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.worker import Worker
 
@@ -41,6 +43,7 @@ from stack.kafka import KafkaBroker
 from stack.ports import pick_free_ports
 from streams.app import HEALTH_PATH, METRICS_PATH
 from workflows.case import CaseWorkflow
+from workflows.handle import CaseHandle
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DELINQUENT_SINCE = date(2026, 10, 1)
@@ -394,12 +397,22 @@ async def case_worker(settings: Settings, log_dir: Path) -> AsyncIterator[Accord
         worker.stop()
 
 
+@activity.defn(name="load_policy")
+async def policy_not_served() -> None:
+    raise ApplicationError("not served in this test", type="PolicyError", non_retryable=True)
+
+
 @contextlib.asynccontextmanager
 async def case_workflow_worker(client: Client, settings: Settings) -> AsyncIterator[None]:
-    """The real case workflow without its activities, in this process: signals and queries are
-    served while activities wait. Ingestion is what these tests measure; 1,000 cases each
-    contacting a borrower would only measure this 2-core machine."""
-    async with Worker(client, task_queue=settings.temporal.task_queue, workflows=[CaseWorkflow]):
+    """The real case workflow without its activities, in this process: each case waits for a
+    human at its first step while signals and queries are served. Ingestion is what these tests
+    measure; 1,000 cases each contacting a borrower would only measure this 2-core machine."""
+    async with Worker(
+        client,
+        task_queue=settings.temporal.task_queue,
+        workflows=[CaseWorkflow],
+        activities=[policy_not_served],
+    ):
         yield
 
 
@@ -416,8 +429,8 @@ QUERY_TIMEOUT = timedelta(seconds=10)
 async def applied_event_ids(client: Client, case_id: str) -> set[str] | None:
     """The case's applied event ids; None while it does not exist or cannot answer yet."""
     try:
-        handle = client.get_workflow_handle(case_id)
-        return set(await handle.query("applied_event_ids", rpc_timeout=QUERY_TIMEOUT))
+        handle = CaseHandle(client, case_id)
+        return set(await handle.applied_event_ids(rpc_timeout=QUERY_TIMEOUT))
     except RPCError as error:
         if error.status in UNANSWERED_QUERY:
             return None

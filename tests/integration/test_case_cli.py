@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import pytest
-from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
-from temporalio.common import WorkflowIDReusePolicy
+from temporalio.service import RPCError
 
 from settings import Settings
 from tests.integration.streams_support import (
@@ -19,8 +19,7 @@ from tests.integration.streams_support import (
     streams_test_settings,
     wait_until,
 )
-from workflows.case import CaseWorkflow
-from workflows.messages import CaseStart
+from workflows.handle import CaseHandle, open_case
 
 pytestmark = pytest.mark.integration
 
@@ -32,32 +31,22 @@ async def test_staff_actions_on_a_live_case(
     await create_topics(settings)  # the worker publishes case events
     event = overdue_event(f"L-CLI-{new_tag()}", "evt-cli-1")
     async with case_worker(settings, tmp_path):
-        await temporal_client.start_workflow(
-            CaseWorkflow.run,
-            CaseStart(loan_id=event.loan_id, delinquent_since=event.delinquent_since),
-            id=event.case_id,
-            task_queue=settings.temporal.task_queue,
-            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-            start_signal="overdue",
-            start_signal_args=[event],
-        )
+        await open_case(temporal_client, event, task_queue=settings.temporal.task_queue)
+        handle = CaseHandle(temporal_client, event.case_id)
 
-        handle = temporal_client.get_workflow_handle(event.case_id)
+        async def opened() -> bool:
+            with contextlib.suppress(RPCError):
+                return bool((await handle.audit()).stages)
+            return False
 
-        async def first_task_completed() -> bool:
-            history = await handle.fetch_history()
-            return any(
-                e.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED for e in history.events
-            )
-
-        # Updates are refused while the first workflow task is still failing or retrying.
-        await wait_until(first_task_completed, within=60, what="the case's first workflow task")
+        # Actions are refused ("still opening") until core banking has confirmed the loan.
+        await wait_until(opened, within=60, what="the case to open")
 
         noted = accord(settings, "case", "note", event.case_id, "--author", "S-17", "called")
         assert noted.returncode == 0, noted.stderr
 
         async def note_recorded() -> bool:
-            return any(n.text == "called" for n in (await handle.query(CaseWorkflow.audit)).notes)
+            return any(n.text == "called" for n in (await handle.audit()).notes)
 
         await wait_until(note_recorded, within=30, what="the note in the case audit")
 

@@ -10,7 +10,7 @@ import pytest
 from decisions.plans import propose
 from decisions.policy import load_policy
 from decisions.tiering import assess
-from schemas.assessment import CreditRecord, HardshipKind, Tier
+from schemas.assessment import CreditRecord, Engagement, HardshipKind, Tier
 from schemas.plan import ApprovalAuthority, PlanType
 from tests import factories
 
@@ -24,7 +24,7 @@ def test_seed_000_twelve_month_extension_thirty_percent_lower_payment_part_inter
     # owes 300.00 interest, 400.00 penalty interest and 100.00 fees on top: 30,800.00 in all.
     policy = load_policy()
     loan = factories.loan()
-    assessment = assess(loan, factories.profile(), CreditRecord(), [], policy)
+    assessment = assess(loan, factories.profile(), CreditRecord(), Engagement(), policy)
     assert assessment.tier is Tier.MODERATE
     assert assessment.reasons == ("DPD_31_TO_90", "LASTING_HARDSHIP")
     # Disposable 9,000 - 5,500 - 1,200 = 2,300.00; half of it is affordable.
@@ -98,7 +98,7 @@ def test_seed_004_job_loss_six_month_extension_with_lower_instalments():
         temporary=True,
         expected_recovery_months=6,
     )
-    assessment = assess(loan, borrower, CreditRecord(), [], policy)
+    assessment = assess(loan, borrower, CreditRecord(), Engagement(), policy)
     assert assessment.tier is Tier.LIGHT
     assert assessment.reasons == ("DPD_UP_TO_30", "GOOD_CREDIT_HISTORY", "TEMPORARY_HARDSHIP")
     affordability = assessment.affordability

@@ -13,7 +13,7 @@ from decisions.plans import issue_agreement, propose
 from decisions.policy import load_policy
 from decisions.schedules import add_months, build_schedule
 from decisions.tiering import assess
-from schemas.assessment import CreditRecord, Tier
+from schemas.assessment import CreditRecord, Engagement, Tier
 from schemas.plan import ApprovalAuthority, PlanProposal, PlanTerms, PlanType
 from tests import factories
 
@@ -68,7 +68,7 @@ def test_settlement_asks_what_the_borrower_has_within_policy_and_needs_the_commi
         monthly_income=Decimal("5000.00"), lump_sum_available=Decimal("20000.00")
     )
     loan = factories.loan(days_past_due=150)
-    assessment = assess(loan, borrower, CreditRecord(), [], POLICY)
+    assessment = assess(loan, borrower, CreditRecord(), Engagement(), POLICY)
     assert assessment.tier is Tier.SEVERE
     proposal = propose(loan, assessment, POLICY, FIRST_DUE)
     settlement = proposal.option("lump_sum_settlement")
@@ -85,7 +85,9 @@ def test_settlement_below_the_policy_minimum_is_excluded_with_the_reason():
         monthly_income=Decimal("5000.00"), lump_sum_available=Decimal("18000.00")
     )
     loan = factories.loan(days_past_due=150)
-    proposal = propose(loan, assess(loan, borrower, CreditRecord(), [], POLICY), POLICY, FIRST_DUE)
+    proposal = propose(
+        loan, assess(loan, borrower, CreditRecord(), Engagement(), POLICY), POLICY, FIRST_DUE
+    )
     excluded = {e.option_id: e.reasons for e in proposal.excluded}
     # 60 % of 30,800.00 is 18,480.00.
     assert excluded["lump_sum_settlement"] == ("LUMP_SUM_BELOW_MINIMUM_SETTLEMENT",)
@@ -93,7 +95,9 @@ def test_settlement_below_the_policy_minimum_is_excluded_with_the_reason():
 
 def test_non_responsive_gets_no_options_and_every_exclusion_has_a_reason():
     loan = factories.loan()
-    proposal = propose(loan, assess(loan, None, CreditRecord(), [], POLICY), POLICY, FIRST_DUE)
+    proposal = propose(
+        loan, assess(loan, None, CreditRecord(), Engagement(), POLICY), POLICY, FIRST_DUE
+    )
     assert proposal.offered == ()
     assert len(proposal.excluded) == 10  # 3 spreads, 3 extensions, 4 others
     assert all(e.reasons[0] == "PLAN_TYPE_NOT_ALLOWED_FOR_TIER" for e in proposal.excluded)
@@ -101,7 +105,7 @@ def test_non_responsive_gets_no_options_and_every_exclusion_has_a_reason():
 
 def test_ranking_follows_the_stated_formula():
     loan = factories.loan()
-    assessment = assess(loan, factories.profile(), CreditRecord(), [], POLICY)
+    assessment = assess(loan, factories.profile(), CreditRecord(), Engagement(), POLICY)
     option = propose(loan, assessment, POLICY, FIRST_DUE).option("term_extension_12m")
     assert assessment.affordability is not None
     discount = 1 + POLICY.ranking.discount_rate / 12
@@ -117,7 +121,10 @@ def test_ranking_follows_the_stated_formula():
 def test_proposal_and_agreement_round_trip_through_json():
     loan = factories.loan()
     proposal = propose(
-        loan, assess(loan, factories.profile(), CreditRecord(), [], POLICY), POLICY, FIRST_DUE
+        loan,
+        assess(loan, factories.profile(), CreditRecord(), Engagement(), POLICY),
+        POLICY,
+        FIRST_DUE,
     )
     assert PlanProposal.model_validate_json(proposal.model_dump_json()) == proposal
     issued_at = datetime(2026, 3, 10, 12, tzinfo=UTC)
@@ -137,7 +144,7 @@ def test_proposal_and_agreement_round_trip_through_json():
 
 def test_proposal_refuses_an_assessment_from_another_policy():
     loan = factories.loan()
-    assessment = assess(loan, factories.profile(), CreditRecord(), [], POLICY)
+    assessment = assess(loan, factories.profile(), CreditRecord(), Engagement(), POLICY)
     other = POLICY.model_copy(update={"version": "accord-2027.1"})
     with pytest.raises(ValueError, match="policy_version"):
         propose(loan, assessment, other, FIRST_DUE)
@@ -194,7 +201,7 @@ credits = st.builds(
 def test_every_schedule_repays_exactly_and_no_offer_breaks_affordability_or_policy(
     loan, profile, credit
 ):
-    assessment = assess(loan, profile, credit, [], POLICY)
+    assessment = assess(loan, profile, credit, Engagement(), POLICY)
     proposal = propose(loan, assessment, POLICY, FIRST_DUE)
     limits = POLICY.plans.for_tier(assessment.tier)
     waivable = loan.penalty_interest_outstanding + loan.fees_outstanding

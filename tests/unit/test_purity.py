@@ -1,4 +1,4 @@
-"""decisions/ and schemas/ are pure: the workflow calls them inside deterministic code."""
+"""decisions/, schemas/ and engine/ are pure: the workflow runs them inside deterministic code."""
 
 from __future__ import annotations
 
@@ -12,10 +12,12 @@ pytestmark = pytest.mark.unit
 ROOT = Path(__file__).resolve().parents[2]
 FORBIDDEN_MODULES = {"temporalio", "faust", "aiokafka", "random", "secrets", "time", "uuid"}
 FORBIDDEN_CALLS = {"now", "utcnow", "today"}
+PURE = ("decisions", "schemas", "engine")
+"""Run inside the workflow sandbox (passed through): deterministic, no I/O."""
 
 
 def _sources() -> list[Path]:
-    return sorted([*ROOT.glob("decisions/*.py"), *ROOT.glob("schemas/*.py")])
+    return sorted(path for package in PURE for path in ROOT.glob(f"{package}/*.py"))
 
 
 @pytest.mark.parametrize("path", _sources(), ids=lambda p: f"{p.parent.name}/{p.name}")

@@ -13,7 +13,7 @@ from pydantic import ValidationError
 from decisions.plans import propose
 from decisions.policy import load_policy
 from decisions.tiering import assess
-from schemas.assessment import CreditRecord
+from schemas.assessment import CreditRecord, Engagement
 from schemas.case import CaseStage, CaseView, TrackedInstalment
 from schemas.contact import ContactAttempt
 from schemas.events import LoanOverdue, parse_inbound
@@ -139,7 +139,7 @@ def test_schedule_that_does_not_add_up_is_refused():
 def _proposal():
     policy = load_policy()
     loan = factories.loan()
-    assessment = assess(loan, factories.profile(), CreditRecord(), [], policy)
+    assessment = assess(loan, factories.profile(), CreditRecord(), Engagement(), policy)
     return loan, assessment, propose(loan, assessment, policy, date(2026, 4, 1))
 
 

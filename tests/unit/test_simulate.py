@@ -13,7 +13,7 @@ import pytest
 from decisions.plans import issue_agreement, propose
 from decisions.policy import load_policy
 from decisions.tiering import assess
-from schemas.assessment import CreditRecord
+from schemas.assessment import CreditRecord, Engagement
 from schemas.case import CaseStage, CaseView, TrackedInstalment
 from schemas.contact import ContactAttempt, ContactChannel, ContactOutcome
 from schemas.events import ProductType
@@ -91,7 +91,9 @@ def test_ids_are_opaque_and_unique_per_prefix() -> None:
 def test_profiles_land_in_the_intended_tiers() -> None:
     policy = load_policy()
     tiers = {
-        loan.profile: assess(loan.overdue, loan.finances, CreditRecord(), (), policy).tier.value
+        loan.profile: assess(
+            loan.overdue, loan.finances, CreditRecord(), Engagement(), policy
+        ).tier.value
         for loan in portfolio(300)
     }
     assert tiers[Profile.UNRESPONSIVE] == "non_responsive"
@@ -108,7 +110,7 @@ def test_borrowers_who_agree_and_pay_can_afford_a_plan_without_approval() -> Non
         products=[ProductType.MORTGAGE, ProductType.CREDIT_CARD, ProductType.PERSONAL_LOAN],
     )  # fmt: skip
     for loan in loans:
-        assessment = assess(loan.overdue, loan.finances, CreditRecord(), (), policy)
+        assessment = assess(loan.overdue, loan.finances, CreditRecord(), Engagement(), policy)
         proposal = propose(loan.overdue, assessment, policy, AS_OF.date() + timedelta(days=30))
         automatic = [o for o in proposal.offered if o.required_authority.value == "automatic"]
         assert automatic, (loan.profile, loan.overdue.product, proposal.excluded)
@@ -125,7 +127,7 @@ def test_most_temporary_hardship_borrowers_get_a_plan() -> None:
         for loan in loans
         if propose(
             loan.overdue,
-            assess(loan.overdue, loan.finances, CreditRecord(), (), policy),
+            assess(loan.overdue, loan.finances, CreditRecord(), Engagement(), policy),
             policy,
             AS_OF.date() + timedelta(days=30),
         ).offered
@@ -275,7 +277,7 @@ def test_cooperative_chooses_the_best_ranked_option_signs_and_pays_every_instalm
 
 def _proposal_for(loan: SimulatedLoan):  # type: ignore[no-untyped-def]
     policy = load_policy()
-    assessment = assess(loan.overdue, loan.finances, CreditRecord(), (), policy)
+    assessment = assess(loan.overdue, loan.finances, CreditRecord(), Engagement(), policy)
     proposal = propose(loan.overdue, assessment, policy, AS_OF.date() + timedelta(days=30))
     return policy, assessment, proposal
 

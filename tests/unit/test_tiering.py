@@ -10,7 +10,7 @@ import pytest
 from decisions.affordability import assess_affordability
 from decisions.policy import load_policy
 from decisions.tiering import assess
-from schemas.assessment import CreditRecord, HardshipKind, Tier
+from schemas.assessment import CreditRecord, Engagement, HardshipKind, Tier
 from schemas.contact import ContactAttempt
 from tests import factories
 
@@ -23,7 +23,9 @@ ANSWERED = ContactAttempt(
 
 
 def test_no_information_is_non_responsive():
-    assessment = assess(factories.loan(days_past_due=100), None, CreditRecord(), [], POLICY)
+    assessment = assess(
+        factories.loan(days_past_due=100), None, CreditRecord(), Engagement(), POLICY
+    )
     assert assessment.tier is Tier.NON_RESPONSIVE
     assert assessment.reasons == ("NO_INFO_BY_DEADLINE", "NO_ANSWERED_CONTACT", "DPD_OVER_90")
     assert assessment.affordability is None
@@ -31,20 +33,24 @@ def test_no_information_is_non_responsive():
 
 
 def test_answered_but_no_information_keeps_only_the_deadline_reason():
-    assessment = assess(factories.loan(), None, CreditRecord(), [ANSWERED], POLICY)
+    assessment = assess(factories.loan(), None, CreditRecord(), Engagement(conversations=1), POLICY)
     assert assessment.reasons == ("NO_INFO_BY_DEADLINE", "DPD_31_TO_90")
 
 
 def test_capacity_without_willingness_is_wilful():
     rich = factories.profile(monthly_income=Decimal("20000.00"), hardship_reason=None)
-    assessment = assess(factories.loan(days_past_due=75), rich, CreditRecord(), [], POLICY)
+    assessment = assess(
+        factories.loan(days_past_due=75), rich, CreditRecord(), Engagement(), POLICY
+    )
     assert assessment.tier is Tier.WILFUL
     assert assessment.reasons == ("CAPACITY_WITHOUT_WILLINGNESS", "DPD_OVER_60")
 
 
 def test_capacity_early_and_clean_is_light_not_wilful():
     rich = factories.profile(monthly_income=Decimal("20000.00"), hardship_reason=None)
-    assessment = assess(factories.loan(days_past_due=10), rich, CreditRecord(), [], POLICY)
+    assessment = assess(
+        factories.loan(days_past_due=10), rich, CreditRecord(), Engagement(), POLICY
+    )
     assert assessment.tier is Tier.LIGHT
     assert assessment.reasons == ("DPD_UP_TO_30", "GOOD_CREDIT_HISTORY", "NO_HARDSHIP_DECLARED")
 
@@ -59,14 +65,18 @@ def test_capacity_early_and_clean_is_light_not_wilful():
     ],
 )
 def test_severe_reasons(loan_changes, credit, reason):
-    assessment = assess(factories.loan(**loan_changes), factories.profile(), credit, [], POLICY)
+    assessment = assess(
+        factories.loan(**loan_changes), factories.profile(), credit, Engagement(), POLICY
+    )
     assert assessment.tier is Tier.SEVERE
     assert reason in assessment.reasons
 
 
 def test_lasting_hardship_without_disposable_income_is_severe():
     broke = factories.profile(monthly_income=Decimal("5000.00"))
-    assessment = assess(factories.loan(days_past_due=20), broke, CreditRecord(), [], POLICY)
+    assessment = assess(
+        factories.loan(days_past_due=20), broke, CreditRecord(), Engagement(), POLICY
+    )
     assert assessment.tier is Tier.SEVERE
     assert assessment.reasons == ("LASTING_HARDSHIP", "NO_DISPOSABLE_INCOME")
 
@@ -76,7 +86,7 @@ def test_prior_delinquency_makes_an_early_case_moderate():
         factories.loan(days_past_due=10),
         factories.profile(temporary=True),
         CreditRecord(delinquencies_last_24_months=1),
-        [],
+        Engagement(),
         POLICY,
     )
     assert assessment.tier is Tier.MODERATE

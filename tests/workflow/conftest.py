@@ -19,7 +19,7 @@ import pytest
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.client import WorkflowHandle
-from temporalio.common import SearchAttributeIndexedValueType, WorkflowIDReusePolicy
+from temporalio.common import SearchAttributeIndexedValueType
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
@@ -31,13 +31,15 @@ from activities.esign import ESignatureSimulator
 from activities.publisher import InMemoryCaseEventPublisher
 from decisions.contact_rules import may_contact
 from decisions.policy import load_policy
+from engine.actions import Accepted, CaseAction, CaseAudit, ChooseOption, Sign, SubmitFinancials
 from schemas.assessment import CreditRecord, FinancialProfile
 from schemas.case import CaseStage, CaseView
-from schemas.events import LoanOverdue, LoanPayment, LoanStatus, case_id
+from schemas.events import Event, LoanOverdue, LoanPayment, LoanStatus, case_id
 from tests import factories
+from worker import case_workflow_runner
 from workflows import search_attributes as sa
 from workflows.case import CaseWorkflow
-from workflows.messages import CaseAudit, CaseStart
+from workflows.handle import CaseHandle, open_case
 
 HISTORIES = Path(__file__).parent / "histories"
 REGENERATE = os.environ.get("ACCORD_REGENERATE_HISTORIES") == "1"
@@ -111,30 +113,34 @@ class Case:
                 morning += timedelta(days=1)
             await self.skip(morning - now)
         # As streams/ does: signal-with-start, one case per episode.
-        self.handle = await self.env.client.start_workflow(
-            CaseWorkflow.run,
-            CaseStart(
-                loan_id=self.loan.loan_id,
-                delinquent_since=self.loan.delinquent_since,
-                continue_as_new_after_events=continue_as_new_after_events,
-            ),
-            id=self.case_id,
+        self.handle = await open_case(
+            self.env.client,
+            self.loan,
             task_queue=self.task_queue,
-            start_signal="overdue",
-            start_signal_args=[self.loan],
-            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            continue_as_new_after_events=continue_as_new_after_events,
         )
 
     @property
     def h(self) -> WorkflowHandle[Any, Any]:
-        """The latest run (after continue-as-new too), for queries, updates and signals."""
+        """The latest run (after continue-as-new too), for describe and history."""
         return self.env.client.get_workflow_handle(self.case_id)
 
+    @property
+    def cases(self) -> CaseHandle:
+        """The typed handle every caller uses (latest run)."""
+        return CaseHandle(self.env.client, self.case_id)
+
+    async def act(self, action: CaseAction) -> Accepted:
+        return await self.cases.act(action)
+
+    async def send(self, event: Event) -> None:
+        await self.cases.send(event)
+
     async def view(self) -> CaseView:
-        return await self.h.query(CaseWorkflow.view)
+        return await self.cases.view()
 
     async def audit(self) -> CaseAudit:
-        return await self.h.query(CaseWorkflow.audit)
+        return await self.cases.audit()
 
     async def until(self, predicate: Callable[[CaseView], bool], what: str) -> CaseView:
         """Poll the view (real time, no skipping) until ``predicate`` holds."""
@@ -165,16 +171,12 @@ class Case:
     async def now(self) -> datetime:
         return await self.env.get_current_time()
 
-    async def signal(self, name: str, event: Any) -> None:
-        await self.h.signal(name, event)
-
     async def pay(self, amount: str, event_suffix: str, paid_at: datetime | None = None) -> None:
         """The borrower pays through a bank channel: the ledger moves, Kafka tells the case.
         ``paid_at`` defaults to the server's clock (a compressed case passes its own)."""
         paid_at = paid_at or await self.now()
         self.core_banking.record_payment(self.loan.loan_id, Decimal(amount), paid_at)
-        await self.signal(
-            "payment",
+        await self.send(
             LoanPayment(
                 event_id=f"pay-{self.loan.loan_id}-{event_suffix}",
                 occurred_at=paid_at,
@@ -188,8 +190,7 @@ class Case:
         )
 
     async def status(self, status: str) -> None:
-        await self.signal(
-            "loan_status",
+        await self.send(
             LoanStatus(
                 event_id=f"st-{self.loan.loan_id}-{status}",
                 occurred_at=await self.now(),
@@ -201,17 +202,13 @@ class Case:
 
     async def sign_when_asked(self) -> None:
         view = await self.until(
-            lambda v: (
-                v.stage is CaseStage.SIGN
-                and v.agreement is not None
-                and self.esign.by_agreement.get(v.agreement.agreement_id) is not None
-            ),
+            lambda v: v.stage is CaseStage.SIGN and v.envelope_id is not None,
             "an agreement out for signature",
         )
-        assert view.agreement is not None
-        envelope_id = self.esign.by_agreement[view.agreement.agreement_id]
+        assert view.envelope_id is not None
+        envelope_id = view.envelope_id
         self.esign.borrower_signs(envelope_id, await self.now())
-        await self.h.execute_update("sign", {"envelope_id": envelope_id})
+        await self.act(Sign(envelope_id=envelope_id))
         # Let core banking retries (seconds to minutes apart) happen in skipped time.
         await self.skip(timedelta(minutes=2))
         await self.until(lambda v: v.stage is CaseStage.TRACK, "tracking")
@@ -264,11 +261,11 @@ class Case:
     async def to_tracking(self, borrower: FinancialProfile, option_id: str | None = None) -> None:
         """Information, assessment, an option (the best ranked unless named), signature."""
         await self.until(lambda v: v.contact_log, "first contact")
-        await self.h.execute_update("submit_financials", {"profile": borrower})
+        await self.act(SubmitFinancials(profile=borrower))
         view = await self.until_offer()
         assert view.proposal is not None
         chosen = option_id or view.proposal.offered[0].option_id
-        await self.h.execute_update("choose_option", {"option_id": chosen})
+        await self.act(ChooseOption(option_id=chosen))
         await self.sign_when_asked()
 
     async def skip_past_checkpoint(self, number: int) -> None:
@@ -286,9 +283,15 @@ class Case:
         await self.check_invariants(view)
         for run, history in enumerate(await self.histories(), start=1):
             path = HISTORIES / (f"{name}.json" if run == 1 else f"{name}.run{run}.json")
-            if REGENERATE or not path.exists():
+            if REGENERATE:
                 HISTORIES.mkdir(exist_ok=True)
                 path.write_text(history.to_json() + "\n")
+            elif not path.exists():
+                # Saved histories are recorded on purpose, never as a side effect of a test run.
+                pytest.fail(
+                    f"no saved history {path.name}: record it with "
+                    "ACCORD_REGENERATE_HISTORIES=1 pytest -m workflow, review it and commit it"
+                )
         return view
 
     async def check_invariants(self, view: CaseView) -> None:
@@ -337,6 +340,7 @@ async def new_case(case_env: WorkflowEnvironment) -> AsyncIterator[Callable[...,
         loan: LoanOverdue | None = None,
         credit: CreditRecord | None = None,
         policy_file: Path | None = None,
+        max_cached_workflows: int = 1000,
     ) -> Case:
         loan = loan or overdue_event()
         core_banking = CoreBankingSimulator()
@@ -365,6 +369,8 @@ async def new_case(case_env: WorkflowEnvironment) -> AsyncIterator[Callable[...,
             task_queue=case.task_queue,
             workflows=[CaseWorkflow],
             activities=[*activities.all(), *DECISION_ACTIVITIES],
+            workflow_runner=case_workflow_runner(),
+            max_cached_workflows=max_cached_workflows,
         )
         await worker.__aenter__()
         workers.append(worker)

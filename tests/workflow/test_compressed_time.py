@@ -10,6 +10,7 @@ from decimal import Decimal
 
 import pytest
 
+from engine.actions import ChooseOption, Sign, SubmitFinancials
 from schemas.case import CaseOutcome, CaseStage, InstalmentStatus
 from simulate.timescale import policy_now, server_time, write_compressed_policy
 from tests.workflow.conftest import overdue_event, profile
@@ -37,20 +38,18 @@ async def test_a_12_month_plan_plays_out_in_server_minutes(new_case, tmp_path) -
         if server_moment > now:
             await case.skip(server_moment - now)
 
-    await case.h.execute_update(
-        "submit_financials", {"profile": profile(monthly_income=Decimal("14000.00"))}
-    )
+    await case.act(SubmitFinancials(profile=profile(monthly_income=Decimal("14000.00"))))
     view = await case.until_offer()
     assert view.proposal is not None
     twelve = next(o for o in view.proposal.offered if o.terms.term_months == 12)
-    await case.h.execute_update("choose_option", {"option_id": twelve.option_id})
+    await case.act(ChooseOption(option_id=twelve.option_id))
     view = await case.until(
-        lambda v: v.stage is CaseStage.SIGN and v.agreement is not None, "out for signature"
+        lambda v: v.stage is CaseStage.SIGN and v.envelope_id is not None, "out for signature"
     )
-    assert view.agreement is not None
-    envelope_id = case.esign.by_agreement[view.agreement.agreement_id]
+    envelope_id = view.envelope_id
+    assert envelope_id is not None
     case.esign.borrower_signs(envelope_id, datetime.now(UTC))  # the vendor's wall clock
-    await case.h.execute_update("sign", {"envelope_id": envelope_id})
+    await case.act(Sign(envelope_id=envelope_id))
     view = await case.until(lambda v: v.stage is CaseStage.TRACK, "tracking")
     # Signed on the case's clock, not the vendor's: the schedule starts from there.
     assert view.agreement is not None and view.agreement.issued_at > opened

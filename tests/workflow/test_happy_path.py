@@ -7,6 +7,7 @@ from decimal import Decimal
 
 import pytest
 
+from engine.actions import ChooseOption, SubmitFinancials
 from schemas.case import CaseOutcome, CaseStage, InstalmentStatus
 from tests.workflow.conftest import overdue_event, profile
 from workflows import search_attributes as sa
@@ -19,14 +20,12 @@ async def test_cooperative_borrower_completes_a_12_month_plan(new_case) -> None:
     await case.start()
     await case.until(lambda v: v.contact_log, "first contact")
 
-    await case.h.execute_update(
-        "submit_financials", {"profile": profile(monthly_income=Decimal("14000.00"))}
-    )
+    await case.act(SubmitFinancials(profile=profile(monthly_income=Decimal("14000.00"))))
     await case.until_offer()
     view = await case.view()
     assert view.proposal is not None
     twelve = next(o for o in view.proposal.offered if o.terms.term_months == 12)
-    await case.h.execute_update("choose_option", {"option_id": twelve.option_id})
+    await case.act(ChooseOption(option_id=twelve.option_id))
     await case.sign_when_asked()
 
     # Operations filter on these in the Temporal UI.

@@ -8,6 +8,15 @@ from datetime import timedelta
 import pytest
 from temporalio.client import WorkflowUpdateFailedError
 
+from engine.actions import (
+    Decline,
+    Dispute,
+    Note,
+    ResolveDispute,
+    Resume,
+    StartBreathingSpace,
+    SubmitFinancials,
+)
 from schemas.case import CaseOutcome, CaseStage
 from tests.workflow.conftest import profile
 
@@ -18,12 +27,12 @@ async def test_dispute_pauses_the_case_until_reviewed(new_case) -> None:
     case = await new_case()
     await case.start()
     await case.until(lambda v: v.contact_log, "first contact")
-    await case.h.execute_update("dispute", {"raised_by": "agent-3"})
+    await case.act(Dispute(raised_by="agent-3"))
     with pytest.raises(WorkflowUpdateFailedError) as refused:
-        await case.h.execute_update("dispute", {"raised_by": "agent-3"})
+        await case.act(Dispute(raised_by="agent-3"))
     assert "already disputed" in str(refused.value.cause)
     with pytest.raises(WorkflowUpdateFailedError) as refused:
-        await case.h.execute_update("resume", {"staff_id": "staff-1"})
+        await case.act(Resume(staff_id="staff-1"))
     assert "use resolve_dispute" in str(refused.value.cause)
 
     await case.skip(timedelta(days=30))  # far beyond the 14-day information deadline
@@ -32,14 +41,13 @@ async def test_dispute_pauses_the_case_until_reviewed(new_case) -> None:
     assert len(view.contact_log) == 1  # no contact while disputed
     assert view.next_checkpoint is None  # only a human lifts a dispute
 
-    await case.h.execute_update(
-        "resolve_dispute",
-        {"staff_id": "staff-1", "upheld": False, "note": "debt confirmed with the ledger"},
+    await case.act(
+        ResolveDispute(staff_id="staff-1", upheld=False, note="debt confirmed with the ledger")
     )
-    await case.h.execute_update("submit_financials", {"profile": profile()})
+    await case.act(SubmitFinancials(profile=profile()))
     await case.until_offer()
-    await case.h.execute_update("note", {"author_id": "staff-1", "text": "called back"})
-    await case.h.execute_update("decline", {})
+    await case.act(Note(author_id="staff-1", text="called back"))
+    await case.act(Decline())
     view = await case.finish("dispute_pause_resume")
 
     assert view.outcome is CaseOutcome.DECLINED
@@ -55,9 +63,9 @@ async def test_breathing_space_pauses_contact_and_timers_for_60_days(new_case) -
     case = await new_case()
     await case.start()
     await case.to_tracking(profile(), "term_extension_12m")
-    await case.h.execute_update("pause", {"staff_id": "staff-2", "breathing_space": True})
+    await case.act(StartBreathingSpace(staff_id="staff-2"))
     with pytest.raises(WorkflowUpdateFailedError) as refused:
-        await case.h.execute_update("resume", {"staff_id": "staff-2"})
+        await case.act(Resume(staff_id="staff-2"))
     assert "ends by itself" in str(refused.value.cause)
     contacts_before = len((await case.view()).contact_log)
 
@@ -113,11 +121,8 @@ async def test_upheld_dispute_closes_the_case(new_case) -> None:
     case = await new_case()
     await case.start()
     await case.to_tracking(profile())
-    await case.h.execute_update("dispute", {"raised_by": "agent-3", "reason": "NOT_MY_LOAN"})
-    await case.h.execute_update(
-        "resolve_dispute",
-        {"staff_id": "staff-9", "upheld": True, "note": "identity fraud confirmed"},
-    )
+    await case.act(Dispute(raised_by="agent-3", reason="NOT_MY_LOAN"))
+    await case.act(ResolveDispute(staff_id="staff-9", upheld=True, note="identity fraud confirmed"))
     view = await case.finish("dispute_upheld")
 
     assert view.outcome is CaseOutcome.WRITTEN_OFF

@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from temporalio.client import WorkflowUpdateFailedError
 
+from engine.actions import Approve, ChooseOption, CounterPropose, Decline, Sign, SubmitFinancials
 from schemas.assessment import Tier
 from schemas.case import CaseOutcome, CaseStage
 from schemas.events import CustomerHardship
@@ -53,7 +54,7 @@ async def test_wilful_default_gets_the_strict_track_then_legal(new_case) -> None
         essential_expenses=Decimal("5000.00"),
         other_debt_payments=Decimal("0.00"),
     )
-    await case.h.execute_update("submit_financials", {"profile": rich})
+    await case.act(SubmitFinancials(profile=rich))
     view = await case.until_offer()
     assert view.tier is Tier.WILFUL
     assert "CAPACITY_WITHOUT_WILLINGNESS" in view.reasons
@@ -89,27 +90,22 @@ async def test_waiver_above_authority_is_approved_then_chosen(new_case) -> None:
     case = await new_case(waiver_loan())
     await case.start()
     await case.until(lambda v: v.contact_log, "first contact")
-    await case.h.execute_update("submit_financials", {"profile": budget()})
+    await case.act(SubmitFinancials(profile=budget()))
     await case.until(lambda v: v.stage is CaseStage.PROPOSE and v.proposal is not None, "options")
     view = await case.view()
     needing = [o.option_id for o in view.proposal.offered if o.required_authority != "automatic"]
     assert "penalty_waiver" in needing
 
     with pytest.raises(WorkflowUpdateFailedError) as refused:
-        await case.h.execute_update("choose_option", {"option_id": "penalty_waiver"})
+        await case.act(ChooseOption(option_id="penalty_waiver"))
     assert "no offer is open" in str(refused.value.cause)
     with pytest.raises(WorkflowUpdateFailedError) as refused:
-        await case.h.execute_update(
-            "approve",
-            {"option_ids": needing, "approver_id": "staff-1", "authority": "automatic"},
-        )
+        await case.act(Approve(option_ids=needing, approver_id="staff-1", authority="automatic"))
     assert "needs team_lead authority" in str(refused.value.cause)
 
-    await case.h.execute_update(
-        "approve", {"option_ids": needing, "approver_id": "staff-7", "authority": "team_lead"}
-    )
+    await case.act(Approve(option_ids=needing, approver_id="staff-7", authority="team_lead"))
     await case.until_offer()
-    await case.h.execute_update("choose_option", {"option_id": "penalty_waiver"})
+    await case.act(ChooseOption(option_id="penalty_waiver"))
     await case.sign_when_asked()
     await case.status("cured")
     view = await case.finish("waiver_approved")
@@ -127,7 +123,7 @@ async def test_approval_sla_lapses_escalates_then_withdraws(new_case) -> None:
     case = await new_case(waiver_loan())
     await case.start()
     await case.until(lambda v: v.contact_log, "first contact")
-    await case.h.execute_update("submit_financials", {"profile": budget()})
+    await case.act(SubmitFinancials(profile=budget()))
     await case.until(lambda v: v.stage is CaseStage.PROPOSE and v.proposal is not None, "options")
     await case.skip(timedelta(hours=49))
     audit = await case.audit()
@@ -141,7 +137,7 @@ async def test_approval_sla_lapses_escalates_then_withdraws(new_case) -> None:
     assert "penalty_waiver" not in offered
     assert all(o.required_authority == "automatic" for o in proposed.options)
 
-    await case.h.execute_update("decline", {})
+    await case.act(Decline())
     view = await case.finish("approval_sla_lapsed")
     assert view.outcome is CaseOutcome.DECLINED
     assert "approved" not in case.kinds()
@@ -151,18 +147,18 @@ async def test_signature_expires_then_reproposal_then_signature(new_case) -> Non
     case = await new_case()
     await case.start()
     await case.until(lambda v: v.contact_log, "first contact")
-    await case.h.execute_update("submit_financials", {"profile": profile()})
+    await case.act(SubmitFinancials(profile=profile()))
     view = await case.until_offer()
     first_choice = view.proposal.offered[0].option_id
-    await case.h.execute_update("choose_option", {"option_id": first_choice})
-    await case.until(lambda v: v.stage is CaseStage.SIGN and v.agreement is not None, "sign")
+    await case.act(ChooseOption(option_id=first_choice))
+    await case.until(lambda v: v.stage is CaseStage.SIGN and v.envelope_id is not None, "sign")
     with pytest.raises(WorkflowUpdateFailedError) as refused:
-        await case.h.execute_update("sign", {"envelope_id": "env-forged"})
+        await case.act(Sign(envelope_id="env-forged"))
     assert "not the envelope" in str(refused.value.cause)
 
     await case.skip(timedelta(days=11))  # the borrower never signs: the offer lapses
     view = await case.until_offer()
-    await case.h.execute_update("choose_option", {"option_id": first_choice})
+    await case.act(ChooseOption(option_id=first_choice))
     await case.sign_when_asked()
     view = await case.view()
     assert view.agreement is not None and view.agreement.agreement_id.endswith("-a2")
@@ -187,24 +183,22 @@ async def test_counter_proposals_are_limited_then_decline(new_case) -> None:
     case = await new_case()
     await case.start()
     await case.until(lambda v: v.contact_log, "first contact")
-    await case.h.execute_update("submit_financials", {"profile": profile()})
+    await case.act(SubmitFinancials(profile=profile()))
     await case.until_offer()
     with pytest.raises(WorkflowUpdateFailedError) as refused:
-        await case.h.execute_update("submit_financials", {"profile": profile()})
+        await case.act(SubmitFinancials(profile=profile()))
     assert "only in stage collect_info" in str(refused.value.cause)
 
     tighter = profile(other_debt_payments=Decimal("1100.00"))
     for round_number in (1, 2):
         await case.until_offer()
-        await case.h.execute_update(
-            "counter_propose", {"profile": tighter, "note": f"round {round_number}"}
-        )
+        await case.act(CounterPropose(profile=tighter, note=f"round {round_number}"))
         await case.until(lambda _, n=round_number: case.kinds().count("proposed") == n + 1, "new")
     await case.until_offer()
     with pytest.raises(WorkflowUpdateFailedError) as refused:
-        await case.h.execute_update("counter_propose", {"profile": tighter})
+        await case.act(CounterPropose(profile=tighter))
     assert "limit of 2 counter-proposals" in str(refused.value.cause)
-    await case.h.execute_update("decline", {"reason": "BORROWER_DECLINED"})
+    await case.act(Decline(reason="BORROWER_DECLINED"))
     view = await case.finish("counter_proposals_then_decline")
 
     assert view.outcome is CaseOutcome.DECLINED
@@ -240,7 +234,7 @@ async def test_kafka_events_are_applied_once(new_case) -> None:
     case = await new_case()
     await case.start()
     await case.until(lambda v: v.contact_log, "first contact")
-    await case.signal("overdue", case.loan)  # redelivered start event
+    await case.send(case.loan)  # redelivered start event
     later = case.loan.model_copy(
         update={"event_id": "ovd-day-2", "days_past_due": 46, "occurred_at": await case.now()}
     )
@@ -259,8 +253,8 @@ async def test_kafka_events_are_applied_once(new_case) -> None:
         temporary=True,
         expected_recovery_months=6,
     )
-    for event_name, event in (("overdue", later), ("hardship", hardship), ("hardship", hardship)):
-        await case.signal(event_name, event)
+    for event in (later, hardship, hardship):
+        await case.send(event)
     await case.until_offer()
     attributes = (await case.h.describe()).typed_search_attributes
     assert attributes.get(sa.DAYS_PAST_DUE) == 46  # the newest overdue event wins
@@ -269,6 +263,6 @@ async def test_kafka_events_are_applied_once(new_case) -> None:
 
     assert view.outcome is CaseOutcome.CURED
     assert case.kinds().count("info_received") == 1
-    applied = await case.h.query("applied_event_ids")
+    applied = await case.cases.applied_event_ids()
     expected = [case.loan.event_id, "ovd-day-2", "hs-1", f"st-{case.loan.loan_id}-cured"]
     assert applied == sorted(expected)

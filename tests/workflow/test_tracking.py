@@ -7,6 +7,7 @@ from decimal import Decimal
 
 import pytest
 
+from engine.actions import ChooseOption, SituationChanged, SubmitFinancials
 from schemas.case import CaseOutcome, CaseStage, InstalmentStatus
 from tests.workflow.conftest import overdue_event, profile
 
@@ -51,9 +52,9 @@ async def test_broken_plan_reassessed_into_a_new_plan(new_case) -> None:
     await case.until(lambda v: v.stage is CaseStage.COLLECT_INFO, "re-collection")
 
     poorer = profile(monthly_income=Decimal("12000.00"), essential_expenses=Decimal("6000.00"))
-    await case.h.execute_update("submit_financials", {"profile": poorer})
+    await case.act(SubmitFinancials(profile=poorer))
     view = await case.until_offer()
-    await case.h.execute_update("choose_option", {"option_id": view.proposal.offered[0].option_id})
+    await case.act(ChooseOption(option_id=view.proposal.offered[0].option_id))
     await case.sign_when_asked()
     await case.pay_every_instalment()
     view = await case.finish("broken_plan_new_plan")
@@ -85,10 +86,10 @@ async def test_situation_changed_mid_plan_goes_back_to_assess(new_case) -> None:
     await case.skip_past_checkpoint(1)
 
     worse = profile(monthly_income=Decimal("8800.00"), essential_expenses=Decimal("5000.00"))
-    await case.h.execute_update("situation_changed", {"profile": worse})
+    await case.act(SituationChanged(profile=worse))
     view = await case.until_offer()
     assert view.proposal is not None
-    await case.h.execute_update("choose_option", {"option_id": view.proposal.offered[0].option_id})
+    await case.act(ChooseOption(option_id=view.proposal.offered[0].option_id))
     await case.sign_when_asked()
     await case.status("cured")
     view = await case.finish("situation_changed")
@@ -118,7 +119,7 @@ async def test_cure_event_mid_plan_closes_the_case(new_case) -> None:
     assert view.outcome is CaseOutcome.CURED
     assert view.outcome_reasons == ("LOAN_CURED",)
     assert case.kinds()[-2:] == ["instalment_paid", "closed"]
-    applied = await case.h.query("applied_event_ids")
+    applied = await case.cases.applied_event_ids()
     assert applied.count(f"st-{case.loan.loan_id}-cured") == 1
 
 

@@ -1,0 +1,199 @@
+"""What people do to a case: staff and borrower actions, one typed union.
+
+Every action reaches the case through one update (``CaseWorkflow.act``) and is checked by
+``engine.rules.refusal`` first: a refused action changes nothing and the caller is told why.
+Actions carry opaque staff ids and reason codes, never personal data.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from engine.state import DecisionRecord, NoteRecord, StageChange
+from schemas.assessment import FinancialProfile, ReasonCode
+from schemas.case import CaseStage
+from schemas.events import OpaqueId
+from schemas.plan import ApprovalAuthority, OptionId
+
+Text = Annotated[str, Field(min_length=1, max_length=2000)]
+
+
+class _Action(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+
+# --- the borrower (through an agent, the portal or the e-signature provider) -----------------
+
+
+class SubmitFinancials(_Action):
+    action: Literal["submit_financials"] = "submit_financials"
+    profile: FinancialProfile
+
+
+class ChooseOption(_Action):
+    action: Literal["choose_option"] = "choose_option"
+    option_id: OptionId
+
+
+class CounterPropose(_Action):
+    """The borrower cannot take any offered option: a revised budget to plan against."""
+
+    action: Literal["counter_propose"] = "counter_propose"
+    profile: FinancialProfile
+    note: Text | None = None
+
+
+class Decline(_Action):
+    action: Literal["decline"] = "decline"
+    reason: ReasonCode = "BORROWER_DECLINED"
+
+
+class Sign(_Action):
+    """The e-signature provider's callback, relayed; confirmed with the provider before use."""
+
+    action: Literal["sign"] = "sign"
+    envelope_id: str
+
+
+class SituationChanged(_Action):
+    """The borrower's circumstances changed: re-assess against this profile."""
+
+    action: Literal["situation_changed"] = "situation_changed"
+    profile: FinancialProfile
+
+
+# --- staff -----------------------------------------------------------------------------------
+
+
+class Approve(_Action):
+    action: Literal["approve"] = "approve"
+    option_ids: Annotated[tuple[OptionId, ...], Field(min_length=1)]
+    approver_id: OpaqueId
+    authority: ApprovalAuthority
+
+
+class Reject(_Action):
+    action: Literal["reject"] = "reject"
+    option_ids: Annotated[tuple[OptionId, ...], Field(min_length=1)]
+    approver_id: OpaqueId
+    authority: ApprovalAuthority
+    reason: ReasonCode = "APPROVAL_REJECTED"
+
+
+class Pause(_Action):
+    """An operator pause: contact and timers stop until ``until`` or a ``Resume``."""
+
+    action: Literal["pause"] = "pause"
+    staff_id: OpaqueId
+    until: AwareDatetime | None = None
+    reason: ReasonCode = "OPERATOR_PAUSE"
+
+
+class Resume(_Action):
+    action: Literal["resume"] = "resume"
+    staff_id: OpaqueId
+    note: Text | None = None
+
+
+class StartBreathingSpace(_Action):
+    """A statutory breathing space (moratorium): contact and timers stop for the length the
+    contact rules give, then resume by themselves."""
+
+    action: Literal["breathing_space"] = "breathing_space"
+    staff_id: OpaqueId
+    reason: ReasonCode = "BREATHING_SPACE"
+
+
+class Dispute(_Action):
+    action: Literal["dispute"] = "dispute"
+    raised_by: OpaqueId
+    reason: ReasonCode = "DEBT_DISPUTED"
+
+
+class ResolveDispute(_Action):
+    action: Literal["resolve_dispute"] = "resolve_dispute"
+    staff_id: OpaqueId
+    upheld: bool
+    """True: the borrower was right and the debt is not collectable; the case closes."""
+    note: Text
+
+
+class Note(_Action):
+    action: Literal["note"] = "note"
+    author_id: OpaqueId
+    text: Text
+
+
+class Assign(_Action):
+    action: Literal["assign"] = "assign"
+    staff_id: OpaqueId
+    assignee: OpaqueId | None
+    """None: back to the unassigned queue."""
+
+
+class Retry(_Action):
+    """The case needs attention (a decision failed, a system refused a request): staff fixed
+    the cause; try the step again."""
+
+    action: Literal["retry"] = "retry"
+    staff_id: OpaqueId
+    note: Text | None = None
+
+
+CaseAction = Annotated[
+    SubmitFinancials
+    | ChooseOption
+    | CounterPropose
+    | Decline
+    | Sign
+    | SituationChanged
+    | Approve
+    | Reject
+    | Pause
+    | Resume
+    | StartBreathingSpace
+    | Dispute
+    | ResolveDispute
+    | Note
+    | Assign
+    | Retry,
+    Field(discriminator="action"),
+]
+ACTIONS: tuple[type[_Action], ...] = (
+    SubmitFinancials,
+    ChooseOption,
+    CounterPropose,
+    Decline,
+    Sign,
+    SituationChanged,
+    Approve,
+    Reject,
+    Pause,
+    Resume,
+    StartBreathingSpace,
+    Dispute,
+    ResolveDispute,
+    Note,
+    Assign,
+    Retry,
+)
+
+
+class Accepted(BaseModel):
+    """What the update returns: the stage after the action was applied."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    stage: CaseStage
+    detail: str = ""
+
+
+class CaseAudit(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    stages: tuple[StageChange, ...]
+    decisions: tuple[DecisionRecord, ...]
+    notes: tuple[NoteRecord, ...]
+    run_count: int

@@ -1,0 +1,286 @@
+"""Which action is allowed when, and why not: the rules of the case, read top to bottom.
+
+``refusal(state, action, policy)`` is the update validator: ``None`` means the action may be
+applied; anything else is the one-line reason the caller is told. It never changes the state.
+
+The stages a case moves through, and what people may do in each:
+
+======================  ============================================================
+stage                   actions (besides the ones allowed in every open stage)
+======================  ============================================================
+collect_info            submit_financials
+assess                  situation_changed (a newer profile restarts the assessment)
+propose                 approve / reject (options waiting for approval), and once the
+                        offer is open: choose_option, counter_propose, decline;
+                        situation_changed
+sign                    sign (the provider's callback), decline, situation_changed
+track                   situation_changed
+closed                  nothing: a closed case is history
+======================  ============================================================
+
+In every open stage: pause / resume, breathing_space, dispute / resolve_dispute, note,
+assign, and retry (when the case waits for a human).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from decisions.policy import Policy
+from engine.actions import (
+    Approve,
+    Assign,
+    CaseAction,
+    ChooseOption,
+    CounterPropose,
+    Decline,
+    Dispute,
+    Note,
+    Pause,
+    Reject,
+    ResolveDispute,
+    Resume,
+    Retry,
+    Sign,
+    SituationChanged,
+    StartBreathingSpace,
+    SubmitFinancials,
+)
+from engine.state import CaseState
+from schemas.assessment import FinancialProfile
+from schemas.case import CaseStage
+from schemas.plan import ApprovalAuthority, PlanOption
+
+OPEN_STAGES = frozenset(CaseStage) - {CaseStage.CLOSED}
+
+STAGES_FOR: dict[str, frozenset[CaseStage]] = {
+    "submit_financials": frozenset({CaseStage.COLLECT_INFO}),
+    "choose_option": frozenset({CaseStage.PROPOSE}),
+    "counter_propose": frozenset({CaseStage.PROPOSE}),
+    "decline": frozenset({CaseStage.PROPOSE, CaseStage.SIGN}),
+    "sign": frozenset({CaseStage.SIGN}),
+    "situation_changed": frozenset(
+        {CaseStage.ASSESS, CaseStage.PROPOSE, CaseStage.SIGN, CaseStage.TRACK}
+    ),
+    "approve": frozenset({CaseStage.PROPOSE}),
+    "reject": frozenset({CaseStage.PROPOSE}),
+    "pause": OPEN_STAGES,
+    "resume": OPEN_STAGES,
+    "breathing_space": OPEN_STAGES,
+    "dispute": OPEN_STAGES,
+    "resolve_dispute": OPEN_STAGES,
+    "note": OPEN_STAGES,
+    "assign": OPEN_STAGES,
+    "retry": OPEN_STAGES,
+}
+
+
+def refusal(
+    state: CaseState, action: CaseAction, policy: Policy | None, now: datetime
+) -> str | None:
+    """Why ``action`` cannot be applied to the case now, or None if it can."""
+    name = action.action
+    if state.closed:
+        assert state.outcome is not None and state.closed_at is not None
+        return f"{name}: the case is closed ({state.outcome.value} on {state.closed_at:%Y-%m-%d})"
+    if not state.stages or policy is None:
+        return f"{name}: the case is still opening; try again shortly"
+    allowed = STAGES_FOR[name]
+    if state.stage not in allowed:
+        stages = ", ".join(sorted(stage.value for stage in allowed))
+        return f"{name}: only in stage {stages}; the case is in {state.stage.value}"
+    check = _CHECKS.get(type(action))
+    return check(state, action, policy, now) if check is not None else None
+
+
+# --- borrower actions ------------------------------------------------------------------------
+
+
+def _submit_financials(state: CaseState, action: SubmitFinancials, *_: Any) -> str | None:
+    return _currency(state, "submit_financials", action.profile)
+
+
+def _choose_option(state: CaseState, action: ChooseOption, *_: Any) -> str | None:
+    if (reason := _offer_not_open(state, "choose_option")) is not None:
+        return reason
+    available = [option.option_id for option in available_options(state)]
+    if action.option_id not in available:
+        return (
+            f"choose_option: {action.option_id!r} is not on offer (offered: {', '.join(available)})"
+        )
+    return None
+
+
+def _counter_propose(
+    state: CaseState, action: CounterPropose, policy: Policy, *_: Any
+) -> str | None:
+    if (reason := _offer_not_open(state, "counter_propose")) is not None:
+        return reason
+    if (reason := _currency(state, "counter_propose", action.profile)) is not None:
+        return reason
+    limit = policy.durations.max_counter_proposals
+    if state.counter_rounds >= limit:
+        return f"counter_propose: the limit of {limit} counter-proposals is reached"
+    return None
+
+
+def _decline(state: CaseState, action: Decline, *_: Any) -> str | None:
+    if state.stage is CaseStage.PROPOSE:
+        return _offer_not_open(state, "decline")
+    return None
+
+
+def _sign(state: CaseState, action: Sign, *_: Any) -> str | None:
+    signature = state.signature
+    if signature is None or signature.envelope_id is None:
+        return "sign: no agreement has been sent for signature yet; try again shortly"
+    if action.envelope_id != signature.envelope_id:
+        return f"sign: {action.envelope_id!r} is not the envelope this case is waiting for"
+    if signature.signed_at is not None:
+        return "sign: the signature is already confirmed"
+    return None
+
+
+def _situation_changed(state: CaseState, action: SituationChanged, *_: Any) -> str | None:
+    return _currency(state, "situation_changed", action.profile)
+
+
+# --- staff actions ---------------------------------------------------------------------------
+
+
+def _approve(state: CaseState, action: Approve, *_: Any) -> str | None:
+    return _approval(state, "approve", action.option_ids, action.authority)
+
+
+def _reject(state: CaseState, action: Reject, *_: Any) -> str | None:
+    return _approval(state, "reject", action.option_ids, action.authority)
+
+
+def _pause(state: CaseState, action: Pause, _: Policy, now: datetime) -> str | None:
+    if state.holds.paused:
+        return "pause: the case is already paused"
+    if action.until is not None and action.until <= now:
+        return "pause: until is in the past"
+    return None
+
+
+def _resume(state: CaseState, action: Resume, *_: Any) -> str | None:
+    holds = state.holds
+    if holds.paused:
+        return None
+    if holds.disputed:
+        return "resume: the case is disputed; use resolve_dispute"
+    if holds.breathing_space_until is not None:
+        return "resume: a breathing space ends by itself; it cannot be resumed"
+    return "resume: the case is not paused"
+
+
+def _breathing_space(state: CaseState, action: StartBreathingSpace, *_: Any) -> str | None:
+    if state.holds.breathing_space_until is not None:
+        return "breathing_space: a breathing space is already running"
+    return None
+
+
+def _dispute(state: CaseState, action: Dispute, *_: Any) -> str | None:
+    if state.holds.disputed:
+        return "dispute: the case is already disputed"
+    return None
+
+
+def _resolve_dispute(state: CaseState, action: ResolveDispute, *_: Any) -> str | None:
+    if not state.holds.disputed:
+        return "resolve_dispute: the case is not disputed"
+    return None
+
+
+def _retry(state: CaseState, action: Retry, *_: Any) -> str | None:
+    if state.attention is None:
+        return "retry: the case is not waiting for anyone"
+    return None
+
+
+def _assign(state: CaseState, action: Assign, *_: Any) -> str | None:
+    if action.assignee == state.assigned_to:
+        return f"assign: the case is already assigned to {action.assignee or 'nobody'}"
+    return None
+
+
+def _note(state: CaseState, action: Note, *_: Any) -> str | None:
+    return None
+
+
+_CHECKS: dict[type, Callable[..., str | None]] = {
+    SubmitFinancials: _submit_financials,
+    ChooseOption: _choose_option,
+    CounterPropose: _counter_propose,
+    Decline: _decline,
+    Sign: _sign,
+    SituationChanged: _situation_changed,
+    Approve: _approve,
+    Reject: _reject,
+    Pause: _pause,
+    Resume: _resume,
+    StartBreathingSpace: _breathing_space,
+    Dispute: _dispute,
+    ResolveDispute: _resolve_dispute,
+    Retry: _retry,
+    Assign: _assign,
+    Note: _note,
+}
+
+
+# --- shared checks and facts the machine uses too --------------------------------------------
+
+
+def offer_is_open(state: CaseState) -> bool:
+    return state.stage is CaseStage.PROPOSE and state.offer is not None
+
+
+def available_options(state: CaseState) -> list[PlanOption]:
+    """The options the borrower may choose: not withdrawn, approved where approval is needed."""
+    if state.proposal is None:
+        return []
+    return [
+        option
+        for option in state.proposal.offered
+        if option.option_id not in state.withdrawn
+        and (
+            option.required_authority is ApprovalAuthority.AUTOMATIC
+            or option.option_id in state.approved
+        )
+    ]
+
+
+def _offer_not_open(state: CaseState, name: str) -> str | None:
+    if not offer_is_open(state):
+        return f"{name}: no offer is open yet (waiting for options or approval)"
+    return None
+
+
+def _currency(state: CaseState, name: str, profile: FinancialProfile) -> str | None:
+    if state.loan is not None and profile.currency != state.loan.currency:
+        return (
+            f"{name}: profile.currency is {profile.currency}, "
+            f"but the loan is in {state.loan.currency}"
+        )
+    return None
+
+
+def _approval(
+    state: CaseState, name: str, option_ids: tuple[str, ...], authority: ApprovalAuthority
+) -> str | None:
+    pending = state.approval
+    if pending is None:
+        return f"{name}: nothing is waiting for approval"
+    unknown = [option_id for option_id in option_ids if option_id not in pending.option_ids]
+    if unknown:
+        return f"{name}: {', '.join(unknown)} not waiting for approval"
+    assert state.proposal is not None
+    offered = {option.option_id: option for option in state.proposal.offered}
+    for option_id in option_ids:
+        needed = offered[option_id].required_authority
+        if authority.level < needed.level:
+            return f"{name}: {option_id} needs {needed.value} authority, not {authority.value}"
+    return None

@@ -1,0 +1,262 @@
+"""The case state: everything a case knows, in one object, carried whole across continue-as-new.
+
+Nothing the case knows lives anywhere else — pending interrupts, the events still to publish,
+the contact still to make — so a continue-as-new or a cache eviction can never drop anything.
+
+Compact on purpose: a worker keeps hundreds of cached cases in memory and a case lives for
+months. Plan options are kept as terms (a schedule is computed where it is shown), the agreement's
+schedule is stored once, the contact log keeps only the window the rules and the view need, and
+the policy is referenced by version (the workflow holds the policy object itself).
+
+Models read back from workflow histories ignore unknown fields, so a field can be removed later
+without breaking the replay of a case that recorded it.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from decisions.clock import PolicyClock
+from decisions.policy import Policy
+from schemas.assessment import Assessment, CreditRecord, FinancialProfile, ReasonCode
+from schemas.case import Attention, CaseOutcome, CaseStage, InstalmentStatus
+from schemas.contact import ContactAttempt, ContactHolds
+from schemas.events import LoanOverdue, LoanStatusKind
+from schemas.outbound import CaseEvent, ReassessmentTrigger
+from schemas.plan import Agreement, ApprovalAuthority, PlanProposal
+
+MAX_REMEMBERED_EVENT_IDS = 128
+"""De-duplication window. Kafka redelivers the recent tail only; an older overdue event is
+recognised as stale by its ``occurred_at``, and payments are only hints (the ledger decides)."""
+MAX_CONTACT_LOG = 50
+"""The case view's contact log; the contact rules look at no more than the last 7 days."""
+
+
+class Record(BaseModel):
+    """A mutable part of the case state (the workflow owns the only copy)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+
+class Entry(BaseModel):
+    """An immutable audit entry."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class StageChange(Entry):
+    stage: CaseStage
+    at: datetime
+    reason: ReasonCode
+
+
+class DecisionRecord(Entry):
+    """Every decision and human action, with the policy version it was taken under."""
+
+    kind: str
+    at: datetime
+    policy_version: str
+    contact_rules_version: str | None = None
+    summary: tuple[str, ...] = ()
+
+
+class NoteRecord(Entry):
+    author_id: str
+    at: datetime
+    text: str
+
+
+class Holds(Record):
+    """What stops contact and timers. Each hold ends on its own; the case is held while any is
+    on. While held, every stage deadline stands still: they move by the time spent held."""
+
+    disputed: bool = False
+    paused: bool = False
+    paused_until: datetime | None = None
+    """An operator pause: None until resumed by hand."""
+    breathing_space_until: datetime | None = None
+    held_since: datetime | None = None
+    """When the case last went from free to held."""
+
+    def any(self) -> bool:
+        return self.disputed or self.paused or self.breathing_space_until is not None
+
+    def next_timed_end(self) -> datetime | None:
+        """The earliest hold that lifts by itself (a dispute or untimed pause never does)."""
+        ends = [self.breathing_space_until]
+        if self.paused:
+            ends.append(self.paused_until)
+        timed = [end for end in ends if end is not None]
+        return min(timed) if timed else None
+
+    def for_contact_rules(self) -> ContactHolds:
+        return ContactHolds(
+            disputed=self.disputed,
+            paused=self.paused,
+            paused_until=self.paused_until,
+            breathing_space_until=self.breathing_space_until,
+        )
+
+
+class PendingContact(Record):
+    """A contact still to make: channels tried in ladder order; when every channel is blocked
+    for now, wait until the earliest one is allowed again (at most a few times)."""
+
+    template: str
+    stage: CaseStage
+    tried: list[str] = Field(default_factory=list)
+    retry_at: datetime | None = None
+    earliest_allowed: datetime | None = None
+    deferrals: int = 0
+
+
+class InfoRound(Record):
+    """Collecting the borrower's situation: reminders and the deadline count from here."""
+
+    requested_at: datetime
+    reminders_sent: int = 0
+    trigger: ReassessmentTrigger | None = None
+    """Why information is asked again (a broken plan), carried to the assessment."""
+
+
+class AssessRound(Record):
+    trigger: ReassessmentTrigger | None = None
+    policy_loaded: bool = False
+    loan_read: bool = False
+
+
+class ApprovalRound(Record):
+    option_ids: list[str]
+    required: ApprovalAuthority
+    requested_at: datetime
+    escalations: int = 0
+
+
+class OfferRound(Record):
+    opened_at: datetime
+    reminders_sent: int = 0
+
+
+class SignatureRound(Record):
+    option_id: str
+    loan_read: bool = False
+    agreement: Agreement | None = None
+    """Issued for this round: exactly what was offered, or the case re-proposes."""
+    envelope_id: str | None = None
+    sent_at: datetime | None = None
+    reminders_sent: int = 0
+    claimed: bool = False
+    """The provider told us the borrower signed: confirm it before acting on it."""
+    signed_at: datetime | None = None
+
+
+class Tracking(Record):
+    """The signed plan's instalments as the ledger shows them."""
+
+    statuses: list[InstalmentStatus]
+    paid_at: dict[int, datetime] = Field(default_factory=dict)
+    """Instalment number → when the ledger first covered it."""
+    next_index: int = 0
+    """The instalment whose checkpoint comes next (== len(statuses) once past the last)."""
+    overrun_checkpoints: int = 0
+    """Checkpoints after the last due date while arrears remain."""
+    schedule_shift: timedelta = timedelta(0)
+    """Time the plan spent on hold: due dates move by it."""
+    consecutive_missed: int = 0
+    next_reassessment_at: datetime
+    ledger_due: bool = False
+    """A checkpoint passed: read the ledger."""
+    restructure_ref: str = ""
+
+
+class CaseState(Record):
+    case_id: str
+    loan_id: str
+    delinquent_since: date
+    opened_at: datetime | None = None
+    clock: PolicyClock | None = None
+    """Set only for a simulation's compressed time; None is the server's clock."""
+    run_count: int = 1
+    round: int = 0
+    """Bumped whenever the case changes course: a result of work asked for in an earlier round
+    is stale and ignored."""
+
+    stage: CaseStage = CaseStage.COLLECT_INFO
+    policy_version: str | None = None
+    contact_rules_version: str | None = None
+
+    # What core banking and the borrower told us.
+    loan: LoanOverdue | None = None
+    loan_confirmed: bool = False
+    """Core banking confirmed the loan at opening."""
+    credit: CreditRecord | None = None
+    loan_status: LoanStatusKind | None = None
+    profile: FinancialProfile | None = None
+    profile_is_current: bool = False
+    """The profile was given in the current information round (silence is information)."""
+    applied_event_ids: list[str] = Field(default_factory=list)
+
+    # Where each stage is.
+    info: InfoRound | None = None
+    assessment: Assessment | None = None
+    assess_round: AssessRound | None = None
+    proposal: PlanProposal | None = None
+    approval: ApprovalRound | None = None
+    approved: dict[str, str] = Field(default_factory=dict)
+    """Option id → who approved it (``policy`` for automatic)."""
+    withdrawn: list[str] = Field(default_factory=list)
+    offer: OfferRound | None = None
+    signature: SignatureRound | None = None
+    agreement: Agreement | None = None
+    """The agreement in force (signed and applied)."""
+    tracking: Tracking | None = None
+    envelopes_to_void: list[str] = Field(default_factory=list)
+
+    # Counters that rules and the assessment read.
+    counter_rounds: int = 0
+    reproposal_rounds: int = 0
+    agreements_issued: int = 0
+    broken_plans: int = 0
+    instalments_missed: int = 0
+    contacts_made: int = 0
+    conversations: int = 0
+    published_count: int = 0
+
+    # Contact, holds, people.
+    contact_log: list[ContactAttempt] = Field(default_factory=list)
+    pending_contact: PendingContact | None = None
+    holds: Holds = Field(default_factory=Holds)
+    attention: Attention | None = None
+    assigned_to: str | None = None
+
+    outbox: list[CaseEvent] = Field(default_factory=list)
+    """Case events not yet published: updates never wait on Kafka."""
+
+    # The audit trail.
+    stages: list[StageChange] = Field(default_factory=list)
+    decisions: list[DecisionRecord] = Field(default_factory=list)
+    notes: list[NoteRecord] = Field(default_factory=list)
+
+    outcome: CaseOutcome | None = None
+    outcome_reasons: list[str] = Field(default_factory=list)
+    closed_at: datetime | None = None
+
+    @property
+    def closed(self) -> bool:
+        return self.outcome is not None
+
+
+class CaseStart(BaseModel):
+    """The case workflow's one argument. ``carried`` and ``policy`` are set only by
+    continue-as-new: the next run starts from the whole state and the policy in force."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    loan_id: str
+    delinquent_since: date
+    continue_as_new_after_events: int = 5_000
+    """Safety margin under Temporal's 50k-event limit; a 36-month plan stays well below it."""
+    carried: CaseState | None = None
+    policy: Policy | None = None

@@ -1,0 +1,234 @@
+"""Drives the pure case machine the way the workflow does, with the outside world scripted:
+every command answered at once (the real decision core decides), time moved by hand.
+
+No server, no Temporal: a whole case in milliseconds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from decisions.plans import issue_agreement, propose
+from decisions.policy import Policy, load_policy
+from decisions.tiering import assess
+from engine import commands as do
+from engine import messages as msg
+from engine.actions import CaseAction, ChooseOption, Sign, SubmitFinancials
+from engine.machine import receive
+from engine.moves import Context
+from engine.planner import next_command
+from engine.rules import refusal
+from engine.state import CaseState
+from schemas.assessment import CreditRecord, FinancialProfile
+from schemas.case import CaseStage
+from schemas.contact import ContactAttempt, ContactDecision, ContactOutcome
+from schemas.events import Event, LoanOverdue
+from tests import factories
+
+POLICY = load_policy()
+T0 = datetime(2026, 3, 2, 2, 0, tzinfo=UTC)  # 10:00 in Shanghai: no quiet hours
+
+
+def loan(**overrides: Any) -> LoanOverdue:
+    return factories.loan(occurred_at=T0 - timedelta(hours=1), **overrides)
+
+
+def borrower(**overrides: Any) -> FinancialProfile:
+    """Temporary hardship, recovery in six months: options exist for the default loan."""
+    return factories.profile(**{"temporary": True, "expected_recovery_months": 6, **overrides})
+
+
+class Refused(Exception):
+    pass
+
+
+@dataclass
+class Driver:
+    """One case and the world around it."""
+
+    loan: LoanOverdue = field(default_factory=loan)
+    policy: Policy = POLICY
+    now: datetime = T0
+    paid_total: Decimal = Decimal(0)
+    contact_outcome: ContactOutcome = ContactOutcome.DELIVERED
+    contact_blocked_until: datetime | None = None
+    signature_state: str = "signed"
+    fail: set[type] = field(default_factory=set)
+    """Command types that fail for good when asked."""
+    issued: list[do.Command] = field(default_factory=list)
+    published: list[Any] = field(default_factory=list)
+    state: CaseState = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.state = CaseState(
+            case_id=self.loan.case_id,
+            loan_id=self.loan.loan_id,
+            delinquent_since=self.loan.delinquent_since,
+            opened_at=self.now,
+        )
+        self.send(self.loan)
+
+    # --- what happens to the case ---------------------------------------------------------
+
+    def context(self) -> Context:
+        return Context(policy=self.policy, now=self.now)
+
+    def send(self, event: Event) -> str:
+        return receive(self.state, event, self.context())
+
+    def act(self, action: CaseAction) -> str:
+        reason = refusal(self.state, action, self.policy, self.now)
+        if reason is not None:
+            raise Refused(reason)
+        return receive(self.state, action, self.context())
+
+    def refusal(self, action: CaseAction) -> str | None:
+        return refusal(self.state, action, self.policy, self.now)
+
+    def run(self) -> do.Command:
+        """Carry out commands until the case waits or finishes; returns that command."""
+        for _ in range(500):
+            command = next_command(self.state, self.context())
+            if isinstance(command, do.Wait | do.Finish):
+                return command
+            self.issued.append(command)
+            receive(self.state, self.answer(command), self.context())
+        raise AssertionError("the machine never settled: a command loop")
+
+    def advance(self, delta: timedelta) -> do.Command:
+        """Let time pass, firing every checkpoint on the way, as the workflow's timers do."""
+        end = self.now + delta
+        command = self.run()
+        while isinstance(command, do.Wait) and command.until is not None and command.until <= end:
+            self.now = max(self.now, command.until)
+            receive(self.state, msg.Tick(), self.context())
+            command = self.run()
+        self.now = end
+        return command
+
+    def until(self, predicate: Callable[[CaseState], bool], within: timedelta) -> None:
+        step = timedelta(hours=6)
+        waited = timedelta(0)
+        self.run()
+        while not predicate(self.state):
+            if waited >= within:
+                raise AssertionError(f"not reached within {within}; stage {self.state.stage}")
+            self.advance(step)
+            waited += step
+
+    # --- the scripted outside world -------------------------------------------------------
+
+    def answer(self, command: do.Command) -> object:
+        round_ = command.round
+        if type(command) in self.fail:
+            if isinstance(command, do.Contact):
+                return msg.ContactFailed(round=round_, channel=command.channel.value, detail="down")
+            return msg.CallFailed(
+                round=round_,
+                call=type(command).__name__,
+                reason="SYSTEM_REJECTED",
+                detail="refused by the test",
+            )
+        match command:
+            case do.Publish(events=events):
+                self.published.extend(events)
+                return msg.Published(round=round_, count=len(events))
+            case do.LoadPolicy():
+                return msg.PolicyLoaded(
+                    round=round_,
+                    version=self.policy.version,
+                    contact_rules_version=self.policy.contact.version,
+                    time_scale=self.policy.durations.time_scale,
+                )
+            case do.ReadLoan():
+                return msg.LoanRead(round=round_, loan=self.loan)
+            case do.ReadCredit():
+                return msg.CreditRead(round=round_, credit=CreditRecord())
+            case do.Assess(loan=the_loan, profile=profile, credit=credit, engagement=engagement):
+                assessment = assess(the_loan, profile, credit, engagement, self.policy)
+                return msg.Assessed(round=round_, assessment=assessment)
+            case do.Propose(loan=the_loan, assessment=assessment, first_due=first_due):
+                proposal = propose(the_loan, assessment, self.policy, first_due)
+                return msg.Proposed(round=round_, proposal=proposal)
+            case do.IssueAgreement():
+                agreement = issue_agreement(
+                    agreement_id=command.agreement_id,
+                    case_id=self.state.case_id,
+                    option=command.option,
+                    loan=command.loan,
+                    policy=self.policy,
+                    issued_at=command.issued_at,
+                )
+                return msg.AgreementIssued(round=round_, agreement=agreement)
+            case do.SendForSignature(agreement=agreement):
+                return msg.EnvelopeSent(round=round_, envelope_id=f"env-{agreement.agreement_id}")
+            case do.CheckSignature():
+                return msg.SignatureChecked(
+                    round=round_, state=self.signature_state, signed_at=self.now
+                )
+            case do.VoidEnvelope(envelope_id=envelope_id):
+                return msg.EnvelopeVoided(round=round_, envelope_id=envelope_id)
+            case do.ApplyRestructure(agreement=agreement):
+                return msg.RestructureApplied(
+                    round=round_, restructure_ref=f"rs-{agreement.agreement_id}"
+                )
+            case do.ReadLedger():
+                return msg.LedgerRead(round=round_, paid_total=self.paid_total, last_paid_at=None)
+            case do.Contact(channel=channel):
+                if self.contact_blocked_until is not None and self.now < self.contact_blocked_until:
+                    decision = ContactDecision(
+                        allowed=False,
+                        reason="QUIET_HOURS",
+                        next_allowed_at=self.contact_blocked_until,
+                    )
+                    return msg.ContactTried(
+                        round=round_, channel=channel.value, decision=decision, attempt=None
+                    )
+                attempt = ContactAttempt(channel=channel, at=self.now, outcome=self.contact_outcome)
+                return msg.ContactTried(
+                    round=round_,
+                    channel=channel.value,
+                    decision=ContactDecision(allowed=True),
+                    attempt=attempt,
+                )
+        raise AssertionError(f"unscripted command {command}")
+
+    # --- shortcuts to a stage --------------------------------------------------------------
+
+    def opened(self) -> Driver:
+        self.run()
+        assert self.state.stage is CaseStage.COLLECT_INFO and self.state.stages
+        return self
+
+    def offered(self, profile: FinancialProfile | None = None) -> Driver:
+        self.opened()
+        self.act(SubmitFinancials(profile=profile or borrower()))
+        self.run()
+        assert self.state.offer is not None, self.state.stage
+        return self
+
+    def signing(self) -> Driver:
+        self.offered()
+        assert self.state.proposal is not None
+        self.act(ChooseOption(option_id=self.state.proposal.offered[0].option_id))
+        self.run()
+        assert self.state.signature is not None and self.state.signature.envelope_id
+        return self
+
+    def tracking(self) -> Driver:
+        self.signing()
+        assert self.state.signature is not None and self.state.signature.envelope_id
+        self.act(Sign(envelope_id=self.state.signature.envelope_id))
+        self.run()
+        assert self.state.stage is CaseStage.TRACK
+        return self
+
+    def kinds(self) -> list[str]:
+        return [event.kind for event in self.published]
+
+    def decisions(self) -> list[str]:
+        return [record.kind for record in self.state.decisions]

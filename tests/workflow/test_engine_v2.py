@@ -1,0 +1,111 @@
+"""Scenarios the first case workflow got wrong, on the time-skipping server: decline while an
+agreement is out for signature, an update accepted at the continue-as-new boundary, a breathing
+space started inside a dispute, a failing decision, and a whole case on a worker that caches
+nothing (every workflow task a full replay)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+
+from engine.actions import (
+    ChooseOption,
+    Decline,
+    Dispute,
+    ResolveDispute,
+    Retry,
+    SituationChanged,
+    StartBreathingSpace,
+    SubmitFinancials,
+)
+from schemas.case import CaseOutcome, CaseStage, CheckpointKind
+from tests.workflow.conftest import overdue_event, profile
+
+pytestmark = pytest.mark.workflow
+
+
+async def test_decline_while_signing_closes_the_case(new_case) -> None:
+    case = await new_case()
+    await case.start()
+    await case.until(lambda v: v.contact_log, "first contact")
+    await case.act(SubmitFinancials(profile=profile()))
+    view = await case.until_offer()
+    assert view.proposal is not None
+    await case.act(ChooseOption(option_id=view.proposal.offered[0].option_id))
+    view = await case.until(
+        lambda v: v.stage is CaseStage.SIGN and v.envelope_id is not None, "out for signature"
+    )
+    await case.act(Decline())
+    view = await case.finish("decline_while_signing")
+
+    assert view.outcome is CaseOutcome.DECLINED
+    envelope = case.esign.envelopes[view.envelope_id or next(iter(case.esign.envelopes))]
+    assert envelope.state == "voided"
+    assert "signature_status" not in case.esign.faults.calls  # no confirmation loop
+
+
+async def test_situation_changed_at_the_continue_as_new_boundary_is_kept(new_case) -> None:
+    case = await new_case(overdue_event(remaining_term_months=6))
+    # Continue-as-new at the first idle moment after 40 history events: inside tracking.
+    await case.start(continue_as_new_after_events=40)
+    await case.to_tracking(profile(monthly_income=Decimal("14000.00")), "term_extension_6m")
+    await case.act(SituationChanged(profile=profile(monthly_income=Decimal("13000.00"))))
+    view = await case.until(lambda v: v.stage is CaseStage.PROPOSE, "re-proposal")
+    audit = await case.audit()
+    assert audit.run_count > 1
+    assert "reassessed" in case.kinds()
+    await case.status("cured")
+    view = await case.finish("situation_changed_across_runs")
+    assert view.outcome is CaseOutcome.CURED
+
+
+async def test_breathing_space_inside_a_dispute_ends_by_itself(new_case) -> None:
+    case = await new_case()
+    await case.start()
+    await case.to_tracking(profile(), "term_extension_12m")
+    await case.act(Dispute(raised_by="agent-3"))
+    await case.act(StartBreathingSpace(staff_id="staff-2"))
+    await case.act(ResolveDispute(staff_id="staff-1", upheld=False, note="debt confirmed"))
+    view = await case.view()
+    assert view.holds.breathing_space_until is not None and not view.holds.disputed
+    assert view.next_checkpoint is not None
+    assert view.next_checkpoint.kind is CheckpointKind.HOLD_ENDS
+
+    await case.skip(timedelta(days=61))
+    view = await case.until(lambda v: v.holds.breathing_space_until is None, "breathing ends")
+    assert view.next_checkpoint is not None
+    assert view.next_checkpoint.kind is not CheckpointKind.HOLD_ENDS
+    await case.status("cured")
+    view = await case.finish("breathing_space_inside_dispute")
+    assert view.outcome is CaseOutcome.CURED
+    assert case.kinds().count("resumed") == 1
+
+
+async def test_failing_decision_waits_for_a_human_and_retries(new_case) -> None:
+    case = await new_case()
+    await case.start()
+    await case.until(lambda v: v.contact_log, "first contact")
+    case.core_banking.faults.permanent.add("read_loan")  # refused: no retry helps
+    await case.act(SubmitFinancials(profile=profile()))
+    view = await case.until(lambda v: v.attention is not None, "attention")
+    assert view.attention is not None and view.attention.reason == "SYSTEM_REJECTED"
+    assert view.stage is CaseStage.ASSESS
+
+    case.core_banking.faults.permanent.clear()
+    await case.act(Retry(staff_id="staff-4", note="loan record repaired"))
+    await case.until_offer()
+    await case.status("cured")
+    view = await case.finish("attention_then_retry")
+    assert view.outcome is CaseOutcome.CURED
+
+
+async def test_a_whole_case_on_a_worker_that_caches_nothing(new_case) -> None:
+    case = await new_case(overdue_event(remaining_term_months=6), max_cached_workflows=0)
+    await case.start()
+    await case.to_tracking(profile(monthly_income=Decimal("14000.00")), "term_extension_6m")
+    await case.pay_every_instalment()
+    view = await case.finish("evicted_every_task")
+    assert view.outcome is CaseOutcome.CURED
+    assert all(tracked.status == "paid" for tracked in view.schedule)
