@@ -354,3 +354,27 @@ def test_a_dead_letter_that_fits_is_written_whole() -> None:
     )
     assert not letter.truncated and letter.value == b"{not json"
     assert dead_letters.TRUNCATED_FROM not in dict(letter.headers)
+
+
+async def test_expired_declarations_are_found_only_among_the_keys_owned(stream: Stream) -> None:
+    await deliver(stream, hardship("L-1", "h1"), hardship("L-2", "h2"))
+    assert list(stream.book.expired_held(NOW + HOLD - timedelta(seconds=1), lambda k: True)) == []
+    expired = set(stream.book.expired_held(NOW + HOLD, lambda key: key == b"L-2"))
+    assert expired == {b"L-2"}
+
+
+# Kafka's own murmur2 of these keys (its Java client's UtilsTest): what every producer keying by
+# loan id with the default partitioner uses, and so what the tables' changelogs must use.
+JAVA_MURMUR2 = {
+    b"21": -973932308,
+    b"foobar": -790332482,
+    b"a-little-bit-long-string": -985981536,
+    b"a-little-bit-longer-string": -1486304829,
+    b"abc": 479470107,
+}
+
+
+@pytest.mark.parametrize("partitions", [6, 12])
+def test_a_key_lands_where_kafkas_default_partitioner_puts_it(partitions: int) -> None:
+    for key, murmur in JAVA_MURMUR2.items():
+        assert partition_of(key, partitions) == (murmur & 0x7FFFFFFF) % partitions
