@@ -272,6 +272,16 @@ def export_tree(ref: str, into: Path) -> tuple[Path, str]:
     return tree, commit
 
 
+def this_commit() -> str:
+    def git(*args: str) -> str:
+        return subprocess.run(
+            ["git", "-C", str(REPO_ROOT), *args], capture_output=True, text=True, check=False
+        ).stdout.strip()
+
+    dirty = "+changes" if git("status", "--porcelain", "--untracked-files=no") else ""
+    return git("rev-parse", "--short", "HEAD") + dirty
+
+
 class BaselineProcessor:
     """Another revision's ``accord stream``, run from its exported tree."""
 
@@ -361,7 +371,7 @@ async def run(arguments: argparse.Namespace) -> None:
         print(f"  {total:,} payments produced in {time.monotonic() - started:.0f} s")
 
         # 3. This tree.
-        phase = Phase("this tree (streams-v2)")
+        phase = Phase(f"this tree ({this_commit()})")
         calls_before = await server_calls(metrics_address, namespace)
         temporal_cpu = cpu(temporal_pid.pid)
         stream = Stack(settings, only=["stream"])
