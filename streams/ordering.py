@@ -50,7 +50,11 @@ class Rebalance:
         self._loop.call_soon_threadsafe(self._active.set)
 
     def ended(self) -> None:
-        self._active.clear()
+        # Through the loop too, so it can never overtake the ``set`` scheduled by ``started``.
+        if self._loop is None:
+            self._active.clear()
+        else:
+            self._loop.call_soon_threadsafe(self._active.clear)
 
     @property
     def active(self) -> bool:

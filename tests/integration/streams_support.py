@@ -22,11 +22,11 @@ from aiokafka.admin import AIOKafkaAdminClient
 from prometheus_client.parser import text_string_to_metric_families
 from temporalio import activity
 from temporalio.client import Client
-from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.worker import Worker
 
 from clients import kafka_client_options
+from decisions.policy import Policy, load_policy
 from schemas.events import (
     CustomerHardship,
     Event,
@@ -398,20 +398,23 @@ async def case_worker(settings: Settings, log_dir: Path) -> AsyncIterator[Accord
 
 
 @activity.defn(name="load_policy")
-async def policy_not_served() -> None:
-    raise ApplicationError("not served in this test", type="PolicyError", non_retryable=True)
+async def bundled_policy() -> Policy:
+    return load_policy()
 
 
 @contextlib.asynccontextmanager
 async def case_workflow_worker(client: Client, settings: Settings) -> AsyncIterator[None]:
-    """The real case workflow without its activities, in this process: each case waits for a
-    human at its first step while signals and queries are served. Ingestion is what these tests
-    measure; 1,000 cases each contacting a borrower would only measure this 2-core machine."""
+    """The real case workflow without its I/O, in this process: each case loads the bundled
+    policy and then waits on its first call to core banking, which nothing here serves (retried
+    by the server), while signals and queries are served. Ingestion is what these tests measure;
+    1,000 cases each contacting a borrower would only measure this 2-core machine. (Refusing
+    the policy instead, with a non-retryable PolicyError, failed every case at its first step:
+    WORKFLOW_EXECUTION_FAILED, so a later signal or terminate found the case closed.)"""
     async with Worker(
         client,
         task_queue=settings.temporal.task_queue,
         workflows=[CaseWorkflow],
-        activities=[policy_not_served],
+        activities=[bundled_policy],
     ):
         yield
 
