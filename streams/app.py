@@ -22,9 +22,11 @@ Commit discipline (why no event is lost or skipped):
   wait. A crash or SIGKILL before the acknowledgement re-delivers the batch after restart; a
   redelivered overdue event signal-with-starts the same workflow id and the case drops an
   ``event_id`` it has already applied, so every event lands once in effect.
-* A rebalance ends every wait (``streams.ordering``): the batch is left unacknowledged and read
-  again from the committed offsets after it, so faust does not wait for in-flight batches
-  (``stream_wait_empty=False``) and a rebalance never waits on Temporal.
+* A rebalance ends every wait (``streams.ordering``): the batch is left unacknowledged (and
+  dropped, so faust's wait for in-flight events ends) and read again from the committed offsets
+  after it, so a rebalance never waits on Temporal or on another agent. faust's
+  ``stream_wait_empty`` stays on: with it off, events buffered when a rebalance started were
+  lost to the stream (never acknowledged, the commit stuck below them).
 * Values are read as raw bytes and validated here, so a bad message can never crash a codec.
 """
 
@@ -194,8 +196,6 @@ def create_app(settings: Settings) -> faust.App:
         consumer_auto_offset_reset="earliest",
         broker_session_timeout=settings.streams.session_timeout_seconds,
         broker_heartbeat_interval=settings.streams.session_timeout_seconds / 10,
-        # A rebalance abandons in-flight batches instead (``streams.ordering``).
-        stream_wait_empty=False,
         # Tables are in memory, rebuilt from their changelogs: a standby copy would not be kept.
         table_standby_replicas=0,
         web_enabled=True,
