@@ -24,10 +24,12 @@ run: install
 down: install
 	$(BIN)/accord stack down
 
+# The cluster tests need the Go builds (Temporal server and UI, into the user cache: ~4 min the
+# first time, nothing after) and PostgreSQL (`apt-get install postgresql`).
 test: install
 	$(BIN)/ruff check .
 	$(BIN)/mypy
-	$(BIN)/accord stack fetch
+	$(BIN)/accord stack fetch --topology cluster
 	$(BIN)/pytest
 
 lint: install

@@ -55,9 +55,10 @@ class KafkaTopics(BaseModel):
     # Every loan-keyed topic (inbound, case events, dead letters, the stream's table changelogs)
     # has this many partitions: the stream's tables are co-partitioned with its topics by it.
     partitions: int = 6
-    # Of the topics Accord creates itself (the stream's table changelogs): 3 and 2 in production.
+    # Copies of each partition on distinct brokers: 1 on the single dev broker; the cluster
+    # topology (stack.cluster) and production run 3, with min.insync.replicas 2 set on the
+    # brokers, so it holds for the topics faust creates too (the tables' changelogs).
     replication_factor: int = Field(default=1, ge=1)
-    min_insync_replicas: int = Field(default=1, ge=1)
 
     def inbound(self) -> list[str]:
         return [self.overdue, self.payment, self.status, self.hardship]
@@ -94,6 +95,60 @@ class StreamsSettings(BaseModel):
     session_timeout_seconds: float = 30.0
 
 
+class TemporalClusterPorts(BaseModel):
+    """The Temporal server's internal ports (its frontend is ``temporal.address``). Named as the
+    server's own config template names them (``FRONTEND_HTTP_PORT`` ...); the defaults are
+    Temporal's."""
+
+    frontend_http: int = 7243
+    frontend_membership: int = 6933
+    history_grpc: int = 7234
+    history_membership: int = 6934
+    matching_grpc: int = 7235
+    matching_membership: int = 6935
+    worker_grpc: int = 7239
+    worker_membership: int = 6939
+
+
+class ClusterSettings(BaseModel):
+    """`accord stack up --topology cluster`: the production shape on one machine, no Docker.
+
+    The Temporal server built from its Go module on PostgreSQL (persistence and SQL visibility),
+    three KRaft brokers, two workers, two stream processors and the Temporal UI. The client-facing
+    addresses are ``temporal.address`` (frontend), ``temporal.ui_port`` and ``kafka_brokers``
+    (the apps the stack starts get all three as ``kafka.bootstrap_servers``). docker-compose.yml
+    describes the same shape; tests/unit/test_compose.py keeps the two in step."""
+
+    # go.temporal.io/server and github.com/temporalio/ui-server/v2 module versions (the newest
+    # this machine's Go toolchain builds): built once into the user cache dir.
+    temporal_version: str = "1.30.8"
+    temporal_ui_version: str = "2.55.0"
+    history_shards: int = Field(default=4, ge=1)
+    temporal_ports: TemporalClusterPorts = Field(default_factory=TemporalClusterPorts)
+    # Debian's package; the major version is the compose file's `postgres:` image tag.
+    postgres_major: int = 15
+    # Not 5432: installing Debian's package starts a cluster of its own there.
+    postgres_port: int = 5433
+    postgres_user: str = "temporal"
+    postgres_password: SecretStr = SecretStr("temporal")
+    # host:port of each broker's client listener, and each one's controller port.
+    kafka_brokers: list[str] = Field(
+        default_factory=lambda: ["127.0.0.1:9092", "127.0.0.1:9094", "127.0.0.1:9096"],
+        min_length=3,
+    )
+    kafka_controller_ports: list[int] = Field(
+        default_factory=lambda: [9093, 9095, 9097], min_length=3
+    )
+    replication_factor: int = 3
+    min_insync_replicas: int = 2
+    workers: int = Field(default=2, ge=1)
+    stream_processors: int = Field(default=2, ge=1)
+    # One port per instance: each worker's health and SDK metrics, each processor's faust web.
+    worker_health_ports: list[int] = Field(default_factory=lambda: [6067, 6077])
+    worker_metrics_ports: list[int] = Field(default_factory=lambda: [9464, 9474])
+    stream_web_ports: list[int] = Field(default_factory=lambda: [6066, 6076])
+
+
 class StackSettings(BaseModel):
     """The embedded (no Docker) development stack. Its Kafka and Temporal ports are the ones in
     ``kafka.bootstrap_servers`` and ``temporal.address``."""
@@ -101,6 +156,7 @@ class StackSettings(BaseModel):
     kafka_controller_port: int = 9093
     kafka_version: str = "4.1.1"
     kafka_heap: str = "-Xmx512m -Xms256m"
+    cluster: ClusterSettings = Field(default_factory=ClusterSettings)
 
 
 class EncryptionSettings(BaseModel):

@@ -30,6 +30,7 @@ from engine.actions import (
     Reject,
     ResolveDispute,
     Resume,
+    Retry,
     SituationChanged,
     StartBreathingSpace,
     SubmitFinancials,
@@ -44,9 +45,12 @@ def _run(coroutine: Coroutine[Any, Any, Any]) -> Any:
     return asyncio.run(coroutine)
 
 
-def _request(model: type[ActionT], **fields: Any) -> ActionT:
-    """Validate here, so a malformed action is refused with the field named before it is sent."""
+def _request(model: type[ActionT], document: str | None = None, **fields: Any) -> ActionT:
+    """Validate here, so a malformed action is refused with the field named before it is sent.
+    ``document``: JSON text of the request, validated as JSON (money only as decimal strings)."""
     try:
+        if document is not None:
+            return model.model_validate_json(document, extra="forbid")
         return model.model_validate(fields, extra="forbid")
     except ValidationError as error:
         problems = "; ".join(
@@ -173,6 +177,16 @@ def resolve_dispute(case_id: str, staff_id: str, upheld: bool, note: str) -> Non
 
 @case.command()
 @click.argument("case_id")
+@click.option("--staff", "staff_id", required=True)
+@click.option("--note", help="What was fixed.")
+def retry(case_id: str, staff_id: str, note: str | None) -> None:
+    """Try again the step a case is waiting on a human for (a failed decision, a system that
+    refused a request): after fixing its cause."""
+    _run(_act(case_id, _request(Retry, staff_id=staff_id, note=note)))
+
+
+@case.command()
+@click.argument("case_id")
 @click.option("--author", "author_id", required=True)
 @click.argument("text")
 def note(case_id: str, author_id: str, text: str) -> None:
@@ -186,11 +200,11 @@ def note(case_id: str, author_id: str, text: str) -> None:
 @click.option("--situation-changed", is_flag=True, help="Mid-plan: re-assess against it.")
 def submit_financials(case_id: str, profile_file: Path, situation_changed: bool) -> None:
     """Submit the borrower's financial profile (JSON, money as strings) taken by an agent."""
-    profile = json.loads(profile_file.read_text())
+    document = json.dumps({"profile": json.loads(profile_file.read_text())})
     if situation_changed:
-        _run(_act(case_id, _request(SituationChanged, profile=profile)))
+        _run(_act(case_id, _request(SituationChanged, document)))
     else:
-        _run(_act(case_id, _request(SubmitFinancials, profile=profile)))
+        _run(_act(case_id, _request(SubmitFinancials, document)))
 
 
 @case.command()

@@ -16,13 +16,36 @@ from rich.console import Console
 from rich.table import Table
 
 from settings import Settings, get_settings
+from stack.builds import cluster_builds, ensure_built
 from stack.errors import StackError
 from stack.kafka import fetch_kafka_jars, jars_present, kafka_libs_dir
-from stack.orchestrator import COMPONENT_NAMES, ComponentStatus, Health, Stack
+from stack.orchestrator import COMPONENT_NAMES, ComponentStatus, Health, Stack, Topology
 
 T = TypeVar("T")
 console = Console(highlight=False)
-ONLY_HELP = f"Comma-separated subset of: {','.join(COMPONENT_NAMES)} (default: all)."
+ONLY_HELP = (
+    f"Comma-separated subset of the topology's components (dev: {','.join(COMPONENT_NAMES)}; "
+    "cluster: see `status --topology cluster`; default: all)."
+)
+TOPOLOGY_CHOICE = click.Choice([t.value for t in Topology])
+TOPOLOGY_HELP = (
+    "dev: one broker, the Temporal dev server (SQLite), one worker, one stream processor. "
+    "cluster: the production shape — Temporal built from source on PostgreSQL, 3 brokers, "
+    "2 workers, 2 stream processors, the UI (settings.stack.cluster)."
+)
+
+
+def topology_option(default: str | None) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    suffix = "" if default else " Default: the topology the last `up` started, else dev."
+    return click.option(
+        "--topology", type=TOPOLOGY_CHOICE, default=default, help=TOPOLOGY_HELP + suffix
+    )
+
+
+def chosen_topology(settings: Settings, topology: str | None) -> Topology:
+    if topology is not None:
+        return Topology(topology)
+    return Stack(settings).recorded_topology() or Topology.DEV
 
 
 def report(message: str) -> None:
@@ -57,23 +80,29 @@ def run(coroutine_factory: Callable[[], Coroutine[Any, Any, T]]) -> T:
 
 @click.group()
 def stack() -> None:
-    """Run the dev stack without Docker: Kafka, Temporal, worker, stream.
+    """Run the stack without Docker: Kafka, Temporal, workers, stream processors.
 
-    Kafka (KRaft) and the Temporal dev server, plus the worker and the stream processor, each
+    Two topologies: `dev` (Kafka in KRaft mode, the Temporal dev server, one worker, one stream
+    processor) and `cluster` (the production shape on this machine). Every component is
     supervised with a pid file and a log under the data dir."""
 
 
 @stack.command()
 @click.option("--detach", is_flag=True, help="Return once healthy; leave the stack running.")
 @click.option("--only", default=None, help=ONLY_HELP)
-def up(detach: bool, only: str | None) -> None:
+@topology_option("dev")
+def up(detach: bool, only: str | None, topology: str) -> None:
     """Start the stack and wait until every component is healthy."""
     settings = get_settings()
 
     async def foreground() -> None:
-        the_stack = Stack(settings, only=only, report=report)
-        if "kafka" in the_stack.selected and not jars_present(settings.stack.kafka_version):
+        the_stack = Stack(settings, only=only, report=report, topology=topology)
+        if not jars_present(settings.stack.kafka_version):
             report("resolving the Kafka broker jars with Maven (first run only, ~30 s)")
+        if the_stack.topology is Topology.CLUSTER and not all(
+            build.present() for build in cluster_builds(settings.stack.cluster)
+        ):
+            report("building the Temporal server and UI with Go (first run only, ~4 min)")
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -103,13 +132,15 @@ def up(detach: bool, only: str | None) -> None:
 
 @stack.command()
 @click.option("--only", default=None, help=ONLY_HELP + " Default: what the last `up` started.")
-def status(only: str | None) -> None:
+@topology_option(None)
+def status(only: str | None, topology: str | None) -> None:
     """Report each component; exit 1 if any is not running and healthy."""
     settings = get_settings()
+    chosen = chosen_topology(settings, topology)
 
     async def check() -> list[ComponentStatus]:
-        selection = only or Stack(settings).recorded_selection()
-        return await Stack(settings, only=selection).status()
+        selection = only or Stack(settings, topology=chosen).recorded_selection()
+        return await Stack(settings, only=selection, topology=chosen).status()
 
     statuses = run(check)
     print_statuses(statuses)
@@ -118,24 +149,38 @@ def status(only: str | None) -> None:
 
 
 @stack.command()
-def down() -> None:
+@topology_option(None)
+def down(topology: str | None) -> None:
     """Stop every component cleanly (safe to run when nothing is running)."""
     settings: Settings = get_settings()
-    stopped = run(lambda: Stack(settings, report=report).down())
+    chosen = chosen_topology(settings, topology)
+    stopped = run(lambda: Stack(settings, report=report, topology=chosen).down())
     console.print(f"stopped: {', '.join(stopped)}" if stopped else "nothing was running")
 
 
 @stack.command()
-def fetch() -> None:
-    """Resolve the Kafka broker jars with Maven into the user cache (once)."""
-    version = get_settings().stack.kafka_version
-    if jars_present(version):
-        console.print(f"Kafka {version} jars already in {kafka_libs_dir(version)}")
-        return
-    started = time.monotonic()
+@topology_option("dev")
+def fetch(topology: str) -> None:
+    """Resolve the Kafka broker jars with Maven into the user cache (once); for the cluster
+    topology also build the Temporal server, its SQL tool and the UI with Go (once)."""
+    settings = get_settings()
+    version = settings.stack.kafka_version
     try:
-        libs = fetch_kafka_jars(version)
+        if jars_present(version):
+            console.print(f"Kafka {version} jars already in {kafka_libs_dir(version)}")
+        else:
+            started = time.monotonic()
+            libs = fetch_kafka_jars(version)
+            console.print(f"Kafka {version} jars in {libs} ({time.monotonic() - started:.1f}s)")
+        if Topology(topology) is Topology.CLUSTER:
+            for build in cluster_builds(settings.stack.cluster):
+                if build.present():
+                    console.print(f"{build.module} v{build.version} already in {build.folder}")
+                    continue
+                console.print(f"building {build.module} v{build.version} with Go (niced) ...")
+                started = time.monotonic()
+                ensure_built(build)
+                console.print(f"  built in {build.folder} ({time.monotonic() - started:.1f}s)")
     except StackError as error:
         console.print(f"[red]error:[/red] {error}", soft_wrap=True)
         raise SystemExit(1) from None
-    console.print(f"Kafka {version} jars in {libs} ({time.monotonic() - started:.1f}s)")

@@ -22,14 +22,23 @@ def hardship_kind(profile: FinancialProfile, policy: Policy) -> tuple[HardshipKi
     return HardshipKind.TEMPORARY, months
 
 
+def profile_problem(profile: FinancialProfile, loan: LoanOverdue) -> str | None:
+    """Why ``profile`` cannot be assessed against ``loan`` (one line naming the field), or None.
+    For the case to refuse such a declaration when it arrives."""
+    if profile.currency != loan.currency:
+        return f"currency: the declaration is in {profile.currency}, the loan in {loan.currency}"
+    return None
+
+
 def assess_affordability(
     profile: FinancialProfile, loan: LoanOverdue, policy: Policy
 ) -> Affordability:
     """Disposable income = income - essential expenses - other debt service; the affordable
     instalment is the policy share of it, rounded down, never below zero. A borrower in
     temporary hardship is expected to afford the contractual instalment again after recovery."""
-    if profile.currency != loan.currency:
-        raise ValueError(f"currency: profile is in {profile.currency}, the loan in {loan.currency}")
+    problem = profile_problem(profile, loan)
+    if problem is not None:
+        raise ValueError(problem)
     disposable = profile.monthly_income - profile.essential_expenses - profile.other_debt_payments
     share = policy.affordability.max_share_of_disposable
     affordable = quantize_down(max(disposable, Decimal(0)) * share, loan.currency)

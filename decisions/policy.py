@@ -14,22 +14,22 @@ from datetime import time, timedelta
 from decimal import Decimal
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, Field, ValidationError, model_validator
 
 from schemas.assessment import Contract, Tier
 from schemas.contact import ContactChannel
-from schemas.plan import ApprovalAuthority, PlanType
+from schemas.money import RATE_PLACES, Share
+from schemas.plan import ApprovalAuthority, Lever
 
 PACKS_DIR = Path(__file__).parent / "packs"
 DEFAULT_POLICY_FILE = PACKS_DIR / "default.toml"
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
-Share = Annotated[Decimal, Field(ge=0, le=1, allow_inf_nan=False)]
 Days = Annotated[int, Field(ge=0, le=3650, strict=True)]
 PositiveDays = Annotated[int, Field(ge=1, le=3650, strict=True)]
-MonthsChoice = Annotated[int, Field(ge=1, le=120, strict=True)]
+PositiveCount = Annotated[int, Field(ge=1, le=1000, strict=True)]
 Rounds = Annotated[int, Field(ge=0, le=20, strict=True)]
 
 
@@ -46,10 +46,17 @@ class TierThresholds(Contract):
     severe_min_broken_agreements: PositiveDays = 1
     severe_min_overdue_share: Share = Decimal("0.5")
     """Overdue amount / total outstanding at or above which the case is severe."""
-    wilful_capacity_ratio: Annotated[Decimal, Field(gt=0, le=10)] = Decimal(1)
+    wilful_capacity_ratio: Annotated[Decimal, Field(gt=0, le=10, allow_inf_nan=False)] = Decimal(1)
     """Capacity: affordable instalment ≥ this x the contractual instalment."""
-    wilful_min_dpd: PositiveDays = 60
-    """Capacity and this late (or with a broken agreement): capacity without willingness."""
+    # Wilful = capacity and at least one of these signs of unwillingness (never lateness):
+    wilful_min_declined_offers: PositiveCount = 1
+    """Offers declined in this case."""
+    wilful_min_missed_instalments: PositiveCount = 2
+    """Instalments promised in this case and not paid."""
+    wilful_min_prior_delinquencies: PositiveCount = 3
+    """Earlier episodes in 24 months: cured, then delinquent again, repeatedly."""
+    wilful_min_unanswered_contacts: PositiveCount = 6
+    """Contact attempts with no conversation at all, although capacity was declared."""
 
     @model_validator(mode="after")
     def _ordered(self) -> TierThresholds:
@@ -70,59 +77,99 @@ class AffordabilityPolicy(Contract):
     """A 'temporary' hardship expected to last longer than this is treated as lasting."""
 
 
-class PlanCatalogue(Contract):
-    """The candidate options; each tier then allows a subset within its limits."""
+CONCESSION_LEVERS = (Lever.PENALTY_FEE_WAIVER, Lever.INTEREST_WAIVER, Lever.RATE_REDUCTION)
+RELIEF_LEVERS = (Lever.REDUCED_PAYMENT, Lever.INTEREST_ONLY, Lever.PAYMENT_HOLIDAY)
 
-    extension_months: Annotated[tuple[MonthsChoice, ...], Field(min_length=1)] = (6, 12, 24)
-    arrears_spread_months: Annotated[tuple[MonthsChoice, ...], Field(min_length=1)] = (3, 6, 12)
-    reduced_payment_share: Annotated[Decimal, Field(gt=0, lt=1)] = Decimal("0.30")
-    reduced_payment_months: MonthsChoice = 6
-    reduced_payment_extension_months: Annotated[int, Field(ge=0, le=120, strict=True)] = 6
-    max_term_months: Annotated[int, Field(ge=1, le=600, strict=True)] = 360
+
+class PlanSearch(Contract):
+    """How candidates are searched (``decisions.plans``)."""
+
+    max_term_months: Annotated[int, Field(ge=1, le=600, strict=True)] = 480
+    max_offered: Annotated[int, Field(ge=1, le=10, strict=True)] = 4
+    """The best options by expected recovery: of each kind of plan at most one without and one
+    with a concession."""
+    concession_order: tuple[Lever, ...] = CONCESSION_LEVERS
+    """Which concession is used up first when a plan needs one: cheapest first."""
+    term_points: Annotated[int, Field(ge=2, le=60, strict=True)] = 12
+    """Plan lengths compared for each kind of plan (the shortest that fits is always one)."""
+    rate_step: Annotated[Decimal, Field(gt=0, le=Decimal("0.01"), allow_inf_nan=False)] = Decimal(
+        "0.0001"
+    )
+    """A reduced rate is the contractual rate less a whole number of these steps."""
 
     @model_validator(mode="after")
-    def _sorted_unique(self) -> PlanCatalogue:
-        for name in ("extension_months", "arrears_spread_months"):
-            values = getattr(self, name)
-            if list(values) != sorted(set(values)):
-                raise ValueError(f"{name}: must be increasing without repeats")
+    def _order_is_the_concessions(self) -> PlanSearch:
+        exponent = self.rate_step.as_tuple().exponent
+        if isinstance(exponent, int) and exponent < -RATE_PLACES:
+            raise ValueError(f"rate_step: at most {RATE_PLACES} decimals")
+        if sorted(self.concession_order) != sorted(CONCESSION_LEVERS):
+            raise ValueError(
+                "concession_order: must list "
+                + ", ".join(lever.value for lever in CONCESSION_LEVERS)
+                + " once each"
+            )
         return self
 
 
 class TierPlans(Contract):
-    allowed: tuple[PlanType, ...] = ()
-    max_extension_months: Annotated[int, Field(ge=0, le=120, strict=True)] = 0
+    """The levers a tier may use, each within its limit, and a limit on their combination."""
+
+    levers: tuple[Lever, ...] = ()
+    max_extension_months: Annotated[int, Field(ge=0, le=480, strict=True)] = 0
+    max_relief_months: Annotated[int, Field(ge=0, le=60, strict=True)] = 0
+    """Longest reduced-payment, interest-only or holiday phase (its length is the borrower's
+    recovery horizon, up to this)."""
     max_arrears_spread_months: Annotated[int, Field(ge=0, le=120, strict=True)] = 0
-    max_waiver_share: Share = Decimal(0)
-    """Share of penalty interest and fees that may be waived."""
+    max_penalty_fee_waiver_share: Share = Decimal(0)
+    """Share of the penalty interest and fees owed that may be waived."""
+    max_interest_waiver_share: Share = Decimal(0)
+    """Share of the ordinary interest owed that may be waived."""
     max_rate_reduction_share: Share = Decimal(0)
     """Share by which the annual rate may be cut (0.5: half the rate)."""
     min_settlement_share: Share = Decimal(1)
     """Lowest lump sum accepted, as a share of the total outstanding."""
+    max_concession_share: Share = Decimal(0)
+    """All concessions of one plan together (waivers and the interest a lower rate forgoes),
+    as a share of the total outstanding."""
 
     @model_validator(mode="after")
-    def _limits_match_allowed(self) -> TierPlans:
-        if len(set(self.allowed)) != len(self.allowed):
-            raise ValueError("allowed: lists a plan type twice")
+    def _limits_match_levers(self) -> TierPlans:
+        if len(set(self.levers)) != len(self.levers):
+            raise ValueError("levers: lists a lever twice")
         needs = {
-            PlanType.TERM_EXTENSION: ("max_extension_months", self.max_extension_months > 0),
-            PlanType.ARREARS_SPREAD: (
+            Lever.TERM_EXTENSION: ("max_extension_months", self.max_extension_months > 0),
+            Lever.ARREARS_SPREAD: (
                 "max_arrears_spread_months",
                 self.max_arrears_spread_months > 0,
             ),
-            PlanType.PENALTY_WAIVER: ("max_waiver_share", self.max_waiver_share > 0),
-            PlanType.RATE_REDUCTION: (
+            Lever.REDUCED_PAYMENT: ("max_relief_months", self.max_relief_months > 0),
+            Lever.INTEREST_ONLY: ("max_relief_months", self.max_relief_months > 0),
+            Lever.PAYMENT_HOLIDAY: ("max_relief_months", self.max_relief_months > 0),
+            Lever.PENALTY_FEE_WAIVER: (
+                "max_penalty_fee_waiver_share",
+                self.max_penalty_fee_waiver_share > 0,
+            ),
+            Lever.INTEREST_WAIVER: (
+                "max_interest_waiver_share",
+                self.max_interest_waiver_share > 0,
+            ),
+            Lever.RATE_REDUCTION: (
                 "max_rate_reduction_share",
                 self.max_rate_reduction_share > 0,
             ),
-            PlanType.LUMP_SUM_SETTLEMENT: ("min_settlement_share", self.min_settlement_share > 0),
+            Lever.SETTLEMENT: ("min_settlement_share", self.min_settlement_share > 0),
         }
-        for plan_type in self.allowed:
-            if plan_type in needs and not needs[plan_type][1]:
-                raise ValueError(
-                    f"{needs[plan_type][0]}: must be above 0 when {plan_type} is allowed"
-                )
+        for lever in self.levers:
+            if lever in needs and not needs[lever][1]:
+                raise ValueError(f"{needs[lever][0]}: must be above 0 when {lever} is allowed")
+        if any(lever in CONCESSION_LEVERS for lever in self.levers) and not (
+            self.max_concession_share > 0
+        ):
+            raise ValueError("max_concession_share: must be above 0 when a concession is allowed")
         return self
+
+    def allows(self, *levers: Lever) -> bool:
+        return all(lever in self.levers for lever in levers)
 
 
 class PlansByTier(Contract):
@@ -138,45 +185,81 @@ class PlansByTier(Contract):
 
 
 class ApprovalPolicy(Contract):
-    """Waiver share = amount waived / total outstanding."""
+    """Concession share = what the lender gives up (waivers and the interest a lower rate
+    forgoes) / total outstanding. Some levers need at least a given authority whatever their
+    size."""
 
-    automatic_max_waiver_share: Share = Decimal("0.02")
-    team_lead_max_waiver_share: Share = Decimal("0.15")
+    automatic_max_concession_share: Share = Decimal("0.02")
+    team_lead_max_concession_share: Share = Decimal("0.15")
     """Above this: credit committee."""
-    rate_reduction_authority: ApprovalAuthority = ApprovalAuthority.TEAM_LEAD
+    lever_authority: dict[Lever, ApprovalAuthority] = Field(
+        default_factory=lambda: {Lever.RATE_REDUCTION: ApprovalAuthority.TEAM_LEAD}
+    )
 
     @model_validator(mode="after")
     def _ordered(self) -> ApprovalPolicy:
-        if self.team_lead_max_waiver_share < self.automatic_max_waiver_share:
-            raise ValueError("team_lead_max_waiver_share: below automatic_max_waiver_share")
+        if self.team_lead_max_concession_share < self.automatic_max_concession_share:
+            raise ValueError("team_lead_max_concession_share: below automatic_max_concession_share")
         return self
 
-    def authority_for(self, waiver_share: Decimal, rate_reduced: bool) -> ApprovalAuthority:
-        if waiver_share > self.team_lead_max_waiver_share:
-            by_waiver = ApprovalAuthority.CREDIT_COMMITTEE
-        elif waiver_share > self.automatic_max_waiver_share:
-            by_waiver = ApprovalAuthority.TEAM_LEAD
+    def authority_for(
+        self, concession_share: Decimal, levers: tuple[Lever, ...]
+    ) -> ApprovalAuthority:
+        if concession_share > self.team_lead_max_concession_share:
+            authority = ApprovalAuthority.CREDIT_COMMITTEE
+        elif concession_share > self.automatic_max_concession_share:
+            authority = ApprovalAuthority.TEAM_LEAD
         else:
-            by_waiver = ApprovalAuthority.AUTOMATIC
-        if rate_reduced and self.rate_reduction_authority.level > by_waiver.level:
-            return self.rate_reduction_authority
-        return by_waiver
+            authority = ApprovalAuthority.AUTOMATIC
+        for lever in levers:
+            needed = self.lever_authority.get(lever, ApprovalAuthority.AUTOMATIC)
+            if needed.level > authority.level:
+                authority = needed
+        return authority
+
+
+class TierShares(Contract):
+    light: Share
+    moderate: Share
+    severe: Share
+    wilful: Share
+    non_responsive: Share
+
+    def of(self, tier: Tier) -> Decimal:
+        value: Decimal = getattr(self, tier.value)
+        return value
 
 
 class RankingPolicy(Contract):
-    discount_rate: Share = Decimal("0.12")
-    """Annual rate for the present value of scheduled payments."""
-    completion_light: Share = Decimal("0.90")
-    completion_moderate: Share = Decimal("0.75")
-    completion_severe: Share = Decimal("0.50")
-    completion_wilful: Share = Decimal("0.35")
-    completion_non_responsive: Share = Decimal("0.20")
-    utilisation_penalty: Share = Decimal("0.5")
-    """Completion probability lost when the plan uses all of the borrower's headroom."""
+    """The recovery model options are ranked by (``decisions.plans``; explained in the
+    default policy file). ``model`` names the formula; change it with the formula."""
 
-    def base_completion(self, tier: Tier) -> Decimal:
-        value: Decimal = getattr(self, f"completion_{tier.value}")
-        return value
+    model: Literal["survival-2026.1"] = "survival-2026.1"
+    discount_rate: Share = Decimal("0.12")
+    """Annual rate at which the lender discounts future cash (its cost of funds and risk)."""
+    start: TierShares = Field(
+        default_factory=lambda: TierShares(
+            light=Decimal("0.95"),
+            moderate=Decimal("0.90"),
+            severe=Decimal("0.80"),
+            wilful=Decimal("0.60"),
+            non_responsive=Decimal("0.50"),
+        )
+    )
+    """Probability that the borrower starts paying the plan at all."""
+    monthly_hazard: TierShares = Field(
+        default_factory=lambda: TierShares(
+            light=Decimal("0.004"),
+            moderate=Decimal("0.008"),
+            severe=Decimal("0.015"),
+            wilful=Decimal("0.03"),
+            non_responsive=Decimal("0.03"),
+        )
+    )
+    """Probability of breaking the plan in a month in which it asks nothing of the budget."""
+    stretch: Annotated[Decimal, Field(ge=0, le=20, allow_inf_nan=False)] = Decimal("1.5")
+    """How much faster plans break when they use the whole affordable instalment: the monthly
+    hazard is ``hazard x (1 + stretch x instalment / affordable instalment)``."""
 
 
 MAX_TIME_SCALE = 10 * 86_400
@@ -319,7 +402,7 @@ class Policy(Contract):
     """Order in which channels are tried when collecting information."""
     tiers: TierThresholds = Field(default_factory=TierThresholds)
     affordability: AffordabilityPolicy = Field(default_factory=AffordabilityPolicy)
-    catalogue: PlanCatalogue = Field(default_factory=PlanCatalogue)
+    search: PlanSearch = Field(default_factory=PlanSearch)
     plans: PlansByTier
     approval: ApprovalPolicy = Field(default_factory=ApprovalPolicy)
     ranking: RankingPolicy = Field(default_factory=RankingPolicy)

@@ -3,12 +3,17 @@
 Order of the rules, first match wins:
 
 1. no financial information by the deadline        -> non_responsive
-2. capacity to pay, with signs of unwillingness    -> wilful ("can pay, won't")
+2. capacity to pay AND evidence of unwillingness   -> wilful ("can pay, won't")
 3. very late, repeatedly delinquent, broken plans,
    mostly overdue, or lasting hardship with no
    disposable income                               -> severe
 4. early, clean history, no lasting hardship       -> light
 5. everything else                                 -> moderate
+
+Evidence of unwillingness (each its own reason code): offers declined in this case, promised
+instalments missed or an agreement broken in this case, an agreement broken before, repeated
+cures and relapses in the credit record, or declared capacity with no conversation at all after
+many contact attempts. Lateness is never evidence: it is why there is a case.
 """
 
 from __future__ import annotations
@@ -43,7 +48,11 @@ def assess(
     engagement: Engagement,
     policy: Policy,
 ) -> Assessment:
-    """Tier the case. ``profile`` is None when the borrower gave no information by the deadline."""
+    """Tier the case. ``profile`` is None when the borrower gave no information by the deadline.
+
+    Raises ``ValueError`` naming the field only for a profile in another currency than the loan
+    (``decisions.affordability.profile_problem``: the case should refuse it on arrival).
+    """
     dpd_reason = days_past_due_reason(loan.days_past_due, policy)
     if profile is None:
         reasons = ["NO_INFO_BY_DEADLINE"]
@@ -52,13 +61,39 @@ def assess(
         return _assessment(Tier.NON_RESPONSIVE, [*reasons, dpd_reason], loan, policy, None)
 
     affordability = assess_affordability(profile, loan, policy)
-    tier, reasons = _tier_with_information(loan, credit, affordability, policy, dpd_reason)
+    tier, reasons = _tier_with_information(
+        loan, credit, engagement, affordability, policy, dpd_reason
+    )
     return _assessment(tier, reasons, loan, policy, affordability)
+
+
+def unwillingness(credit: CreditRecord, engagement: Engagement, policy: Policy) -> list[str]:
+    """Reason codes of the evidence that the borrower will not pay (capacity aside)."""
+    thresholds = policy.tiers
+    evidence = []
+    if engagement.offers_declined >= thresholds.wilful_min_declined_offers:
+        evidence.append("DECLINED_OFFER")
+    if engagement.plans_broken > 0:
+        evidence.append("BROKE_AGREEMENT_IN_THIS_CASE")
+    if engagement.instalments_missed >= thresholds.wilful_min_missed_instalments:
+        evidence.append("MISSED_PROMISED_INSTALMENTS")
+    if credit.broken_agreements >= thresholds.severe_min_broken_agreements:
+        evidence.append("BROKEN_PREVIOUS_AGREEMENT")
+    if credit.delinquencies_last_24_months >= thresholds.wilful_min_prior_delinquencies:
+        evidence.append("REPEATED_CURE_AND_RELAPSE")
+    if (
+        engagement.conversations == 0
+        and engagement.counter_proposals == 0
+        and engagement.contact_attempts >= thresholds.wilful_min_unanswered_contacts
+    ):
+        evidence.append("NO_ENGAGEMENT")
+    return evidence
 
 
 def _tier_with_information(
     loan: LoanOverdue,
     credit: CreditRecord,
+    engagement: Engagement,
     affordability: Affordability,
     policy: Policy,
     dpd_reason: str,
@@ -73,15 +108,9 @@ def _tier_with_information(
         affordability.affordable_instalment > 0
         and affordability.affordable_instalment >= thresholds.wilful_capacity_ratio * monthly_due
     )
-    unwilling = []
-    if loan.days_past_due > thresholds.wilful_min_dpd:
-        unwilling.append(f"DPD_OVER_{thresholds.wilful_min_dpd}")
-    if broken:
-        unwilling.append("BROKEN_PREVIOUS_AGREEMENT")
-    if repeated:
-        unwilling.append("REPEATED_DELINQUENCY")
-    if capacity and unwilling:
-        return Tier.WILFUL, ["CAPACITY_WITHOUT_WILLINGNESS", *dict.fromkeys(unwilling)]
+    evidence = unwillingness(credit, engagement, policy)
+    if capacity and evidence:
+        return Tier.WILFUL, ["CAPACITY_WITHOUT_WILLINGNESS", *evidence]
 
     hardship_reason = {
         HardshipKind.NONE: "NO_HARDSHIP_DECLARED",
@@ -95,6 +124,8 @@ def _tier_with_information(
         severe.append("REPEATED_DELINQUENCY")
     if broken:
         severe.append("BROKEN_PREVIOUS_AGREEMENT")
+    if engagement.plans_broken > 0:
+        severe.append("BROKE_AGREEMENT_IN_THIS_CASE")
     total = loan.total_outstanding
     if total > 0 and loan.overdue_amount / total >= thresholds.severe_min_overdue_share:
         severe.append("OVERDUE_SHARE_HIGH")

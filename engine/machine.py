@@ -71,6 +71,7 @@ from engine.state import (
     ApprovalRound,
     CaseState,
     SignatureRound,
+    StoredAgreement,
     Tracking,
 )
 from engine.timers import fire_due_timers
@@ -92,7 +93,7 @@ from schemas.outbound import (
     PauseReason,
     ReassessmentTrigger,
 )
-from schemas.plan import ApprovalAuthority, PlanType
+from schemas.plan import ApprovalAuthority
 
 TERMINAL_STATUSES = frozenset({Status.CURED, Status.CHARGED_OFF, Status.CLOSED})
 
@@ -436,7 +437,7 @@ def _proposed(state: CaseState, message: result.Proposed, context: Context) -> s
 def _agreement_issued(state: CaseState, message: result.AgreementIssued, context: Context) -> str:
     assert state.signature is not None
     state.agreements_issued += 1
-    state.signature.agreement = message.agreement
+    state.signature.agreement = StoredAgreement.of(message.agreement)
     record(state, context, "agreement", message.agreement.agreement_id, state.signature.option_id)
     return "agreement issued"
 
@@ -484,8 +485,10 @@ def _restructure_applied(
     assert signature.signed_at is not None
     agreement = signature.agreement
     state.agreement = agreement
+    state.proposal = None  # history now (kept in the case's events): the agreement is what counts
+    state.approved, state.withdrawn = {}, []
     state.tracking = Tracking(
-        statuses=[InstalmentStatus.SCHEDULED] * len(agreement.schedule.instalments),
+        statuses=[InstalmentStatus.SCHEDULED] * len(agreement.schedule),
         next_reassessment_at=context.now + context.rules.durations.reassessment_interval,
         restructure_ref=message.restructure_ref,
     )
@@ -498,7 +501,7 @@ def _restructure_applied(
         agreement_id=agreement.agreement_id,
         option_id=agreement.option_id,
         terms=agreement.terms,
-        schedule=agreement.schedule,
+        schedule=agreement.schedule.expand(),
         signed_at=signature.signed_at,
     )
     enter(state, CaseStage.TRACK, "AGREEMENT_SIGNED", context)
@@ -511,19 +514,19 @@ def _ledger_read(state: CaseState, message: result.LedgerRead, context: Context)
     tracking, agreement = state.tracking, state.agreement
     assert tracking is not None and agreement is not None
     tracking.ledger_due = False
-    instalments = agreement.schedule.instalments
-    currency = agreement.schedule.currency
-    upto = min(tracking.next_index, len(instalments)) - 1
+    schedule = agreement.schedule
+    currency = schedule.currency
+    upto = min(tracking.next_index, len(schedule)) - 1
     covered = Decimal(0)
     newly_paid: list[int] = []
     newly_missed: list[int] = []
-    for index, instalment in enumerate(instalments):
-        covered += instalment.amount
+    for index in range(len(schedule)):
+        covered += schedule.amount(index)
         status = tracking.statuses[index]
         if message.paid_total >= covered:
             if status is not InstalmentStatus.PAID:
                 tracking.statuses[index] = InstalmentStatus.PAID
-                tracking.paid_at[instalment.number] = message.last_paid_at or context.now
+                tracking.paid_at[index + 1] = message.last_paid_at or context.now
                 newly_paid.append(index)
         elif index <= upto and status is InstalmentStatus.SCHEDULED:
             tracking.statuses[index] = InstalmentStatus.MISSED
@@ -532,29 +535,27 @@ def _ledger_read(state: CaseState, message: result.LedgerRead, context: Context)
     tracking.consecutive_missed = missed + (tracking.overrun_checkpoints if missed else 0)
     state.instalments_missed += len(newly_missed)
     for index in newly_paid:
-        instalment = instalments[index]
         publish(
             state,
             context,
             InstalmentPaid,
-            number=instalment.number,
-            due_date=instalment.due_date,
-            amount=Money(amount=instalment.amount, currency=currency),
-            paid_at=tracking.paid_at[instalment.number],
+            number=index + 1,
+            due_date=schedule.due_date(index),
+            amount=Money(amount=schedule.amount(index), currency=currency),
+            paid_at=tracking.paid_at[index + 1],
         )
     for index in newly_missed:
-        instalment = instalments[index]
         publish(
             state,
             context,
             InstalmentMissed,
-            number=instalment.number,
-            due_date=instalment.due_date,
-            amount_due=Money(amount=instalment.amount, currency=currency),
+            number=index + 1,
+            due_date=schedule.due_date(index),
+            amount_due=Money(amount=schedule.amount(index), currency=currency),
             consecutive_missed=max(tracking.consecutive_missed, 1),
         )
     if all(status is InstalmentStatus.PAID for status in tracking.statuses):
-        settled = agreement.terms.plan_type is PlanType.LUMP_SUM_SETTLEMENT
+        settled = agreement.terms.is_settlement
         close(
             state,
             CaseOutcome.SETTLED if settled else CaseOutcome.CURED,

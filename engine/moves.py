@@ -33,7 +33,6 @@ from schemas.outbound import (
     PlanProposed,
     ReassessmentTrigger,
 )
-from schemas.plan import PlanType
 
 CONTACT_DEFERRALS = 3
 """Times a contact blocked on every channel waits for the rules to allow it again."""
@@ -271,10 +270,7 @@ def close_for_status(state: CaseState, status: Status, context: Context) -> None
     if status is Status.CHARGED_OFF:
         close(state, CaseOutcome.WRITTEN_OFF, ["LOAN_CHARGED_OFF"], context)
     elif status is Status.CLOSED:
-        settled = (
-            state.agreement is not None
-            and state.agreement.terms.plan_type is PlanType.LUMP_SUM_SETTLEMENT
-        )
+        settled = state.agreement is not None and state.agreement.terms.is_settlement
         close(
             state, CaseOutcome.SETTLED if settled else CaseOutcome.CURED, ["LOAN_CLOSED"], context
         )

@@ -28,12 +28,12 @@ def next_command(state: CaseState, context: Context) -> do.Command:
         return do.VoidEnvelope(round=state.round, envelope_id=state.envelopes_to_void[0])
     if state.closed:
         return do.Finish(round=state.round)
+    if state.holds.any() or state.attention is not None:
+        return _wait(state, context)
     if state.policy_version is None:
         return do.LoadPolicy(round=state.round)
     if not state.stages:
         return _opening(state)
-    if state.holds.any() or state.attention is not None:
-        return _wait(state, context)
     work = _stage_work(state, context)
     if work is not None:
         return work
@@ -101,11 +101,13 @@ def _signing_work(state: CaseState, context: Context) -> do.Command | None:
         )
     if signature.envelope_id is None:
         return do.SendForSignature(
-            round=round_, agreement=signature.agreement, borrower_id=state.loan.borrower_id
+            round=round_,
+            agreement=signature.agreement.expand(),
+            borrower_id=state.loan.borrower_id,
         )
     if signature.signed_at is not None:
         return do.ApplyRestructure(
-            round=round_, agreement=signature.agreement, applied_at=signature.signed_at
+            round=round_, agreement=signature.agreement.expand(), applied_at=signature.signed_at
         )
     if signature.claimed:
         return do.CheckSignature(round=round_, envelope_id=signature.envelope_id)

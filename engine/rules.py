@@ -85,7 +85,8 @@ def refusal(
     if state.closed:
         assert state.outcome is not None and state.closed_at is not None
         return f"{name}: the case is closed ({state.outcome.value} on {state.closed_at:%Y-%m-%d})"
-    if not state.stages or policy is None:
+    stuck_opening = name == "retry" and state.attention is not None
+    if (not state.stages or policy is None) and not stuck_opening:
         return f"{name}: the case is still opening; try again shortly"
     allowed = STAGES_FOR[name]
     if state.stage not in allowed:

@@ -15,6 +15,7 @@ without breaking the replay of a case that recorded it.
 from __future__ import annotations
 
 from datetime import date, datetime, timedelta
+from decimal import Decimal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -24,8 +25,16 @@ from schemas.assessment import Assessment, CreditRecord, FinancialProfile, Reaso
 from schemas.case import Attention, CaseOutcome, CaseStage, InstalmentStatus
 from schemas.contact import ContactAttempt, ContactHolds
 from schemas.events import LoanOverdue, LoanStatusKind
+from schemas.money import MINOR_UNITS, Currency
 from schemas.outbound import CaseEvent, ReassessmentTrigger
-from schemas.plan import Agreement, ApprovalAuthority, PlanProposal
+from schemas.plan import (
+    Agreement,
+    ApprovalAuthority,
+    Instalment,
+    PlanProposal,
+    PlanTerms,
+    RepaymentSchedule,
+)
 
 MAX_REMEMBERED_EVENT_IDS = 128
 """De-duplication window. Kafka redelivers the recent tail only; an older overdue event is
@@ -139,10 +148,94 @@ class OfferRound(Record):
     reminders_sent: int = 0
 
 
+class CompactSchedule(Record):
+    """A repayment schedule as integers — minor units and day ordinals — because a cached case
+    keeps its agreement for years: a 360-instalment mortgage takes a few KiB this way and about a
+    megabyte as models. ``expand()`` gives back exactly the schedule it was made from."""
+
+    currency: Currency
+    balance: int
+    capitalised_interest: int = 0
+    due: tuple[int, ...]
+    principal: tuple[int, ...]
+    interest: tuple[int, ...]
+
+    @classmethod
+    def of(cls, schedule: RepaymentSchedule) -> CompactSchedule:
+        scale = Decimal(10) ** MINOR_UNITS[schedule.currency]
+        return cls(
+            currency=schedule.currency,
+            balance=int(schedule.balance * scale),
+            capitalised_interest=int(schedule.capitalised_interest * scale),
+            due=tuple(i.due_date.toordinal() for i in schedule.instalments),
+            principal=tuple(int(i.principal * scale) for i in schedule.instalments),
+            interest=tuple(int(i.interest * scale) for i in schedule.instalments),
+        )
+
+    def __len__(self) -> int:
+        return len(self.due)
+
+    def due_date(self, index: int) -> date:
+        return date.fromordinal(self.due[index])
+
+    def amount(self, index: int) -> Decimal:
+        return self._money(self.principal[index] + self.interest[index])
+
+    @property
+    def total_payable(self) -> Decimal:
+        return self._money(sum(self.principal) + sum(self.interest))
+
+    def expand(self) -> RepaymentSchedule:
+        return RepaymentSchedule(
+            currency=self.currency,
+            balance=self._money(self.balance),
+            capitalised_interest=self._money(self.capitalised_interest),
+            instalments=tuple(
+                Instalment(
+                    number=index + 1,
+                    due_date=self.due_date(index),
+                    principal=self._money(principal),
+                    interest=self._money(interest),
+                    amount=self._money(principal + interest),
+                )
+                for index, (principal, interest) in enumerate(
+                    zip(self.principal, self.interest, strict=True)
+                )
+            ),
+        )
+
+    def _money(self, minor: int) -> Decimal:
+        return Decimal(minor).scaleb(-MINOR_UNITS[self.currency])
+
+
+class StoredAgreement(Record):
+    """An ``Agreement`` with its schedule kept compact; ``expand()`` is the agreement itself."""
+
+    agreement_id: str
+    case_id: str
+    policy_version: str
+    option_id: str
+    terms: PlanTerms
+    schedule: CompactSchedule
+    required_authority: ApprovalAuthority
+    issued_at: datetime
+    expires_at: datetime
+    default_after_missed_instalments: int
+
+    @classmethod
+    def of(cls, agreement: Agreement) -> StoredAgreement:
+        fields = {name: getattr(agreement, name) for name in cls.model_fields}
+        return cls(**{**fields, "schedule": CompactSchedule.of(agreement.schedule)})
+
+    def expand(self) -> Agreement:
+        fields = {name: getattr(self, name) for name in type(self).model_fields}
+        return Agreement(**{**fields, "schedule": self.schedule.expand()})
+
+
 class SignatureRound(Record):
     option_id: str
     loan_read: bool = False
-    agreement: Agreement | None = None
+    agreement: StoredAgreement | None = None
     """Issued for this round: exactly what was offered, or the case re-proposes."""
     envelope_id: str | None = None
     sent_at: datetime | None = None
@@ -209,7 +302,7 @@ class CaseState(Record):
     withdrawn: list[str] = Field(default_factory=list)
     offer: OfferRound | None = None
     signature: SignatureRound | None = None
-    agreement: Agreement | None = None
+    agreement: StoredAgreement | None = None
     """The agreement in force (signed and applied)."""
     tracking: Tracking | None = None
     envelopes_to_void: list[str] = Field(default_factory=list)

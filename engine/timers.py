@@ -117,11 +117,12 @@ def _checkpoint_at(state: CaseState, policy: Policy) -> datetime:
     the time the plan spent on hold."""
     tracking, agreement = state.tracking, state.agreement
     assert tracking is not None and agreement is not None
-    instalments = agreement.schedule.instalments
-    if tracking.next_index < len(instalments):
-        due = instalments[tracking.next_index].due_date
+    schedule = agreement.schedule
+    if tracking.next_index < len(schedule):
+        due = schedule.due_date(tracking.next_index)
     else:
-        due = instalments[-1].due_date + OVERRUN_CHECKPOINT * (tracking.overrun_checkpoints + 1)
+        last = schedule.due_date(len(schedule) - 1)
+        due = last + OVERRUN_CHECKPOINT * (tracking.overrun_checkpoints + 1)
     day_after = due + policy.durations.grace + timedelta(days=1)
     return datetime.combine(day_after, time(0), UTC) + tracking.schedule_shift
 
@@ -183,11 +184,9 @@ def _fire(state: CaseState, kind: CheckpointKind, context: Context) -> None:
     elif kind is CheckpointKind.INSTALMENT_DUE:
         tracking = state.tracking
         assert tracking is not None and state.agreement is not None
-        if tracking.next_index >= len(state.agreement.schedule.instalments):
+        if tracking.next_index >= len(state.agreement.schedule):
             tracking.overrun_checkpoints += 1
-        tracking.next_index = min(
-            tracking.next_index + 1, len(state.agreement.schedule.instalments)
-        )
+        tracking.next_index = min(tracking.next_index + 1, len(state.agreement.schedule))
         tracking.ledger_due = True
     elif kind is CheckpointKind.REASSESSMENT:
         assert state.tracking is not None

@@ -46,8 +46,8 @@ def case_view(state: CaseState, policy: Policy | None) -> CaseView:
 def shown_agreement(state: CaseState) -> Agreement | None:
     """The agreement out for signature while signing, else the one in force."""
     if state.signature is not None and state.signature.agreement is not None:
-        return state.signature.agreement
-    return state.agreement
+        return state.signature.agreement.expand()
+    return state.agreement.expand() if state.agreement is not None else None
 
 
 def tracked_instalments(state: CaseState) -> tuple[TrackedInstalment, ...]:
@@ -56,7 +56,7 @@ def tracked_instalments(state: CaseState) -> tuple[TrackedInstalment, ...]:
     tracking = state.tracking
     tracked = []
     for instalment, status in zip(
-        state.agreement.schedule.instalments, tracking.statuses, strict=True
+        state.agreement.schedule.expand().instalments, tracking.statuses, strict=True
     ):
         paid = status is InstalmentStatus.PAID
         tracked.append(

@@ -9,7 +9,7 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from schemas.events import CustomerHardship, HardshipReason
-from schemas.money import Amount, Currency, check_scale
+from schemas.money import Amount, Currency, InboundAmount, Share, SignedAmount, check_scale
 
 ReasonCode = Annotated[str, Field(pattern=r"^[A-Z][A-Z0-9_]{1,63}$")]
 """A machine-stable, human-readable reason, e.g. ``DPD_OVER_90``."""
@@ -47,14 +47,14 @@ class FinancialProfile(Contract):
     """The borrower's declared monthly situation."""
 
     currency: Currency
-    monthly_income: Amount
-    essential_expenses: Amount
-    other_debt_payments: Amount
+    monthly_income: InboundAmount
+    essential_expenses: InboundAmount
+    other_debt_payments: InboundAmount
     household_size: Annotated[int, Field(ge=1, le=30, strict=True)]
     hardship_reason: HardshipReason | None = None
     temporary: bool = Field(default=False, strict=True)
     expected_recovery_months: Annotated[int, Field(ge=1, le=60, strict=True)] | None = None
-    lump_sum_available: Amount | None = None
+    lump_sum_available: InboundAmount | None = None
     """Savings or other money the borrower can pay at once (needed for a settlement)."""
 
     @model_validator(mode="after")
@@ -90,17 +90,24 @@ class CreditRecord(Contract):
 
 
 class Engagement(Contract):
-    """How the borrower has engaged with this case: evidence of willingness or its absence."""
+    """What the case has seen of the borrower's willingness, counted by the case (DESIGN §3).
+
+    Lateness is not here on purpose: being late is why there is a case, not a sign of
+    unwillingness. Wilfulness needs evidence from these counts or from the credit record.
+    """
 
     contact_attempts: Count = 0
+    """Contact attempts made in this case (any channel, any outcome)."""
     conversations: Count = 0
-    """Answered calls and replies."""
+    """Attempts that reached the borrower: answered calls, replies."""
     offers_declined: Count = 0
+    """Offers the borrower turned down in this case."""
     counter_proposals: Count = 0
+    """Counter-proposals the borrower made (negotiating is engagement, not refusal)."""
     plans_broken: Count = 0
-    """Agreements broken in this case."""
+    """Agreements signed in this case and then broken."""
     instalments_missed: Count = 0
-    """Promises broken in this case."""
+    """Instalments promised under an agreement of this case and not paid."""
 
 
 class Affordability(Contract):
@@ -108,9 +115,9 @@ class Affordability(Contract):
     instalment is at most the policy share of it (never negative)."""
 
     currency: Currency
-    disposable_income: Annotated[Decimal, Field(allow_inf_nan=False, max_digits=18)]
+    disposable_income: SignedAmount
     """May be negative: the borrower is short every month."""
-    share: Annotated[Decimal, Field(ge=0, le=1)]
+    share: Share
     affordable_instalment: Amount
     hardship: HardshipKind
     recovery_months: Annotated[int, Field(ge=1, le=60, strict=True)] | None = None
@@ -121,8 +128,15 @@ class Affordability(Contract):
 
     @model_validator(mode="after")
     def _consistent(self) -> Affordability:
-        check_scale(self.disposable_income, self.currency, "disposable_income")
-        check_scale(self.affordable_instalment, self.currency, "affordable_instalment")
+        for name in (
+            "disposable_income",
+            "affordable_instalment",
+            "post_recovery_instalment",
+            "lump_sum_available",
+        ):
+            value = getattr(self, name)
+            if value is not None:
+                check_scale(value, self.currency, name)
         temporary = self.hardship is HardshipKind.TEMPORARY
         if temporary != (self.recovery_months is not None):
             raise ValueError("recovery_months: required exactly when the hardship is temporary")
@@ -132,12 +146,12 @@ class Affordability(Contract):
             )
         return self
 
-    def limit_for(self, instalment_number: int) -> Decimal:
-        """The most the borrower can pay for the given (1-based) instalment."""
+    def limit_for(self, month: int) -> Decimal:
+        """The most the borrower can pay in the given (1-based) month of a plan."""
         if (
             self.recovery_months is not None
             and self.post_recovery_instalment is not None
-            and instalment_number > self.recovery_months
+            and month > self.recovery_months
         ):
             return max(self.affordable_instalment, self.post_recovery_instalment)
         return self.affordable_instalment

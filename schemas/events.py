@@ -13,11 +13,21 @@ from pydantic import (
     ConfigDict,
     Discriminator,
     Field,
+    GetJsonSchemaHandler,
     Tag,
     model_validator,
 )
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema
 
-from schemas.money import Amount, Currency, PositiveAmount, check_scale
+from schemas.money import (
+    Currency,
+    InboundAmount,
+    InboundPositiveAmount,
+    Rate,
+    check_scale,
+    currency_scale_rules,
+)
 
 # Identifiers end up in workflow ids and Kafka keys: opaque, never personal data.
 OpaqueId = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")]
@@ -34,6 +44,16 @@ class Event(BaseModel):
     occurred_at: AwareDatetime
     schema_version: Literal[1]
     loan_id: OpaqueId
+
+    @classmethod
+    def __get_pydantic_json_schema__(
+        cls, core_schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        # The money fields' decimals depend on the currency: say so, as the validator does.
+        schema = handler.resolve_ref_schema(handler(core_schema))
+        if cls.MONEY_FIELDS:
+            schema["allOf"] = currency_scale_rules(cls.MONEY_FIELDS)
+        return schema
 
     @model_validator(mode="after")
     def _money_scale(self) -> Event:
@@ -70,16 +90,16 @@ class LoanOverdue(Event):
     borrower_id: OpaqueId
     product: ProductType
     currency: Currency
-    principal_outstanding: Amount
-    interest_outstanding: Amount
-    penalty_interest_outstanding: Amount
-    fees_outstanding: Amount
-    overdue_amount: Amount
+    principal_outstanding: InboundAmount
+    interest_outstanding: InboundAmount
+    penalty_interest_outstanding: InboundAmount
+    fees_outstanding: InboundAmount
+    overdue_amount: InboundAmount
     days_past_due: Annotated[int, Field(ge=1, le=3650, strict=True)]
     delinquent_since: date
-    contractual_instalment: Amount
+    contractual_instalment: InboundAmount
     remaining_term_months: Annotated[int, Field(ge=0, le=600, strict=True)]
-    annual_interest_rate: Annotated[Decimal, Field(ge=0, le=1, max_digits=9, allow_inf_nan=False)]
+    annual_interest_rate: Rate
     """Nominal annual rate as a fraction, e.g. ``0.0435``."""
 
     @model_validator(mode="after")
@@ -119,7 +139,7 @@ class LoanPayment(Event):
     MONEY_FIELDS = ("amount",)
 
     currency: Currency
-    amount: PositiveAmount
+    amount: InboundPositiveAmount
     paid_at: AwareDatetime
     channel: PaymentChannel
 
@@ -161,14 +181,14 @@ class CustomerHardship(Event):
 
     borrower_id: OpaqueId
     currency: Currency
-    monthly_income: Amount
-    essential_expenses: Amount
-    other_debt_payments: Amount
+    monthly_income: InboundAmount
+    essential_expenses: InboundAmount
+    other_debt_payments: InboundAmount
     household_size: Annotated[int, Field(ge=1, le=30, strict=True)]
     reason: HardshipReason
     temporary: bool = Field(strict=True)
     expected_recovery_months: Annotated[int, Field(ge=1, le=60, strict=True)] | None = None
-    lump_sum_available: Amount | None = None
+    lump_sum_available: InboundAmount | None = None
     """Money the borrower could pay at once (savings, family help); enables a settlement."""
 
 

@@ -19,10 +19,10 @@ from schemas.events import HardshipReason, OpaqueId
 from schemas.money import Money
 from schemas.plan import (
     ApprovalAuthority,
+    Lever,
     OptionId,
     PlanOption,
     PlanTerms,
-    PlanType,
     RepaymentSchedule,
 )
 
@@ -72,10 +72,17 @@ class CaseAssessed(CaseEventBase):
 
 
 class OptionSummary(Contract):
+    """What the borrower is offered, in brief (the full terms are in the case view)."""
+
     option_id: OptionId
-    plan_type: PlanType
+    levers: tuple[Lever, ...]
     rank: Annotated[int, Field(ge=1, strict=True)]
     term_months: Annotated[int, Field(ge=1, le=600, strict=True)]
+    """Months from the first due date to the last instalment."""
+    relief_months: Annotated[int, Field(ge=0, le=600, strict=True)]
+    """Months of lower (or no) instalments at the start."""
+    instalment_count: Annotated[int, Field(ge=1, le=600, strict=True)]
+    first_due: date
     first_instalment: Money
     max_instalment: Money
     total_payable: Money
@@ -84,16 +91,20 @@ class OptionSummary(Contract):
 
     @classmethod
     def of(cls, option: PlanOption) -> OptionSummary:
-        currency = option.schedule.currency
+        terms = option.terms
+        currency = terms.currency
         return cls(
             option_id=option.option_id,
-            plan_type=option.plan_type,
+            levers=terms.levers,
             rank=option.rank,
-            term_months=option.terms.term_months,
-            first_instalment=Money(amount=option.schedule.instalments[0].amount, currency=currency),
-            max_instalment=Money(amount=option.schedule.max_instalment, currency=currency),
-            total_payable=Money(amount=option.schedule.total_payable, currency=currency),
-            waived=Money(amount=option.terms.waived, currency=currency),
+            term_months=terms.term_months,
+            relief_months=terms.relief_months,
+            instalment_count=option.instalment_count,
+            first_due=terms.first_due,
+            first_instalment=Money(amount=option.first_instalment, currency=currency),
+            max_instalment=Money(amount=option.max_instalment, currency=currency),
+            total_payable=Money(amount=option.total_payable, currency=currency),
+            waived=Money(amount=terms.waived, currency=currency),
             required_authority=option.required_authority,
         )
 

@@ -242,7 +242,7 @@ def _offer_key(view: CaseView, available: list[PlanOption]) -> tuple[str, ...]:
 
 
 def _first_instalment(option: PlanOption) -> Decimal:
-    return option.schedule.instalments[0].amount
+    return option.first_instalment
 
 
 def _tighter_budget(finances: FinancialProfile) -> FinancialProfile:

@@ -47,13 +47,12 @@ DAYS_PAST_DUE: dict[Profile, tuple[int, int]] = {
 
 # The borrower's affordable instalment (policy share of disposable income) as a multiple of
 # the contractual instalment: what makes the decision core tier them as intended and offer the
-# profile the plans it is meant to take. Under the default catalogue the cheapest plan a light
-# or moderate case is offered never asks more than 0.99 x the contractual instalment (a term
-# extension on a long mortgage), so borrowers who agree and pay without a hardship (cooperative,
-# pays late) can afford at least that: below it they are hardship cases, which would close with
-# "no option available". Temporary hardship needs about 0.6 x for the reduced-payment plan
-# (-30 % for six months, the contractual instalment after recovery); lasting hardship mostly
-# cannot pay and is meant to go to settlement or collections.
+# profile the plans it is meant to take. Borrowers who agree and pay without a hardship
+# (cooperative, pays late) can afford a little more than the contractual instalment, enough for
+# a re-amortisation with the arrears capitalised (a long mortgage barely gains from a longer
+# term). Temporary hardship affords less now and the contractual instalment again after
+# recovery (a relief phase, then a longer term); lasting hardship mostly cannot carry the debt
+# and is meant to go to settlement or collections. ``bench.coverage`` measures who gets nothing.
 AFFORDABILITY_FACTOR: dict[Profile, tuple[str, str]] = {
     Profile.COOPERATIVE: ("1.05", "1.50"),
     Profile.TEMPORARY_HARDSHIP: ("0.55", "0.95"),

@@ -12,7 +12,9 @@ from stack.ports import PortClaim
 
 
 class Component(ABC):
-    name: ClassVar[str]
+    # A class attribute for single components; an instance's own for numbered replicas
+    # (``kafka-2``, ``worker-1`` in the cluster topology). Pid file and log are named after it.
+    name: str
     # Components of a lower phase are started (and healthy) before those of a higher one.
     phase: ClassVar[int] = 0
     startup_timeout: ClassVar[float] = 60.0

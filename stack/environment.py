@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,8 @@ def _flatten(model: BaseModel, prefix: str, env: dict[str, str]) -> None:
             env[key] = str(value.resolve())  # children may run in another directory
         elif isinstance(value, bool):
             env[key] = "true" if value else "false"
+        elif isinstance(value, list | dict):
+            env[key] = json.dumps(_plain(value))  # pydantic-settings reads complex values as JSON
         else:
             env[key] = str(value)
 
@@ -43,3 +46,13 @@ def child_env(settings: Settings) -> dict[str, str]:
     """This process's environment with the settings layered on top (they win over `.env`)."""
     inherited = {k: v for k, v in os.environ.items() if not k.startswith(ENV_PREFIX)}
     return inherited | settings_to_env(settings)
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, SecretStr):
+        return value.get_secret_value()
+    if isinstance(value, list):
+        return [_plain(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    return value

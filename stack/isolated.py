@@ -10,8 +10,8 @@ from typing import Any
 
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
 
-from settings import KafkaSettings, Settings, TemporalSettings
-from stack.ports import pick_free_ports, split_host_port
+from settings import KafkaSettings, Settings, TemporalClusterPorts, TemporalSettings
+from stack.ports import pick_free_ports, pick_free_ports_in, split_host_port
 
 
 class IsolatedSettings(Settings):
@@ -47,3 +47,40 @@ def isolated_settings(data_dir: Path, **overrides: Any) -> Settings:
     for key, value in overrides.items():
         values[key] = values.get(key, {}) | value if isinstance(value, dict) else value
     return IsolatedSettings(**values)
+
+
+def isolated_cluster_settings(data_dir: Path, **overrides: Any) -> Settings:
+    """Settings for the cluster topology on fresh ports in ``data_dir``, as its apps see them
+    (``kafka.bootstrap_servers`` lists every broker). Under root ``data_dir``'s parents must be
+    enterable by the ``postgres`` user (stack.postgres)."""
+    from stack.cluster import app_settings
+
+    host = split_host_port(TemporalSettings().address)[0]
+    ports = iter(pick_free_ports(30, host))
+    values: dict[str, Any] = {
+        "data_dir": data_dir,
+        "temporal": {"address": f"{host}:{next(ports)}", "ui_port": next(ports)},
+        "stack": {
+            "cluster": {
+                "postgres_port": next(ports),
+                "kafka_brokers": [f"{host}:{next(ports)}" for _ in range(3)],
+                "kafka_controller_ports": [next(ports) for _ in range(3)],
+                "stream_web_ports": [next(ports) for _ in range(2)],
+                "worker_health_ports": [next(ports) for _ in range(2)],
+                "worker_metrics_ports": [next(ports) for _ in range(2)],
+                "temporal_ports": temporal_ports(host),
+            }
+        },
+        "streams": {"web_port": next(ports)},
+        "worker": {"listen_host": host, "health_port": next(ports), "metrics_port": next(ports)},
+    }
+    for key, value in overrides.items():
+        values[key] = values.get(key, {}) | value if isinstance(value, dict) else value
+    return app_settings(IsolatedSettings(**values))
+
+
+def temporal_ports(host: str) -> dict[str, int]:
+    """Fresh internal ports for the Temporal server, below 32768: its cluster_membership table
+    keeps the membership port in a smallint."""
+    names = list(TemporalClusterPorts.model_fields)
+    return dict(zip(names, pick_free_ports_in(len(names), host, 20_000, 32_767), strict=True))

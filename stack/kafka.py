@@ -130,8 +130,14 @@ def topic_partitions(settings: Settings) -> dict[str, int]:
     return dict.fromkeys(names, topics.partitions)
 
 
-async def ensure_topics(admin: AIOKafkaAdminClient, wanted: dict[str, int]) -> None:
-    """Create missing topics; grow existing ones that have fewer partitions than configured."""
+async def ensure_topics(
+    admin: AIOKafkaAdminClient,
+    wanted: dict[str, int],
+    replication_factor: int = 1,
+    configs: dict[str, str] | None = None,
+) -> None:
+    """Create missing topics (``replication_factor`` copies, topic ``configs``); grow existing
+    ones that have fewer partitions than configured."""
     # List before describing: describing a missing topic auto-creates it (with the broker's
     # default partition count) on brokers that allow auto-creation.
     listed = set(await admin.list_topics())
@@ -142,7 +148,12 @@ async def ensure_topics(admin: AIOKafkaAdminClient, wanted: dict[str, int]) -> N
         if meta["error_code"] == 0
     }
     missing = [
-        NewTopic(name, num_partitions=count, replication_factor=1)
+        NewTopic(
+            name,
+            num_partitions=count,
+            replication_factor=replication_factor,
+            topic_configs=configs or {},
+        )
         for name, count in wanted.items()
         if name not in existing
     ]
@@ -162,6 +173,33 @@ async def ensure_topics(admin: AIOKafkaAdminClient, wanted: dict[str, int]) -> N
 
 
 # --- the broker -------------------------------------------------------------------------------
+
+
+def write_once(path: Path, text: str) -> None:
+    """Create ``path`` with ``text`` unless it exists; atomic, so brokers formatted at the same
+    time agree on one cluster id."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    draft = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex}")
+    draft.write_text(text)
+    try:
+        os.link(draft, path)
+    except FileExistsError:
+        pass
+    finally:
+        draft.unlink()
+
+
+def replication_properties(replicas: int, min_insync: int) -> dict[str, str | int]:
+    """Broker properties that set how many copies every topic, internal ones included, has."""
+    return {
+        "offsets.topic.replication.factor": replicas,
+        "transaction.state.log.replication.factor": replicas,
+        "transaction.state.log.min.isr": min_insync,
+        "share.coordinator.state.topic.replication.factor": replicas,
+        "share.coordinator.state.topic.min.isr": min_insync,
+        "default.replication.factor": replicas,
+        "min.insync.replicas": min_insync,
+    }
 
 
 def new_cluster_id() -> str:
@@ -195,40 +233,50 @@ class KafkaBroker(Component):
         return self.home / "data"
 
     @property
+    def cluster_id_file(self) -> Path:
+        return self.home / "cluster.id"
+
+    @property
     def config_file(self) -> Path:
         return self.home / "server.properties"
+
+    @property
+    def node_id(self) -> int:
+        return NODE_ID
+
+    @property
+    def controller_port(self) -> int:
+        return self.settings.stack.kafka_controller_port
 
     def port_claims(self) -> list[PortClaim]:
         host, port = self.host_port
         return [
             PortClaim(self.name, host, port, "kafka.bootstrap_servers"),
-            PortClaim(
-                self.name, host, self.settings.stack.kafka_controller_port,
-                "stack.kafka_controller_port",
-            ),
-        ]  # fmt: skip
+            PortClaim(self.name, host, self.controller_port, "stack.kafka_controller_port"),
+        ]
+
+    def quorum_voters(self) -> str:
+        """``controller.quorum.voters``: this node alone."""
+        return f"{self.node_id}@{self.host_port[0]}:{self.controller_port}"
+
+    def replication_properties(self) -> dict[str, str | int]:
+        """One node: every internal topic has a single replica."""
+        return replication_properties(replicas=1, min_insync=1)
 
     def server_properties(self) -> dict[str, str | int]:
         host, port = self.host_port
-        controller_port = self.settings.stack.kafka_controller_port
+        controller_port = self.controller_port
         return {
             "process.roles": "broker,controller",
-            "node.id": NODE_ID,
-            "controller.quorum.voters": f"{NODE_ID}@{host}:{controller_port}",
+            "node.id": self.node_id,
+            "controller.quorum.voters": self.quorum_voters(),
             "listeners": f"PLAINTEXT://{host}:{port},CONTROLLER://{host}:{controller_port}",
             "advertised.listeners": f"PLAINTEXT://{host}:{port}",
             "controller.listener.names": "CONTROLLER",
             "inter.broker.listener.name": "PLAINTEXT",
             "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
             "log.dirs": str(self.log_dirs),
-            # One node: every internal topic has a single replica.
-            "offsets.topic.replication.factor": 1,
-            "transaction.state.log.replication.factor": 1,
-            "transaction.state.log.min.isr": 1,
-            "share.coordinator.state.topic.replication.factor": 1,
-            "share.coordinator.state.topic.min.isr": 1,
-            "default.replication.factor": 1,
-            "min.insync.replicas": 1,
+            **self.replication_properties(),
             # Fewer internal partitions than the 50 default: first group join is much faster.
             "offsets.topic.num.partitions": 10,
             "transaction.state.log.num.partitions": 10,
@@ -258,9 +306,9 @@ class KafkaBroker(Component):
         """Format the log dir once; the cluster id is kept so a re-format keeps the same id."""
         if (self.log_dirs / "meta.properties").exists():
             return
-        id_file = self.home / "cluster.id"
+        id_file = self.cluster_id_file
         if not id_file.exists():
-            id_file.write_text(new_cluster_id())
+            write_once(id_file, new_cluster_id())
         result = subprocess.run(
             [
                 find_java(), "-cp", self.classpath(),

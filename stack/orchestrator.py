@@ -7,7 +7,7 @@ import contextlib
 import json
 import subprocess
 import time
-from collections.abc import Callable, Coroutine, Iterable
+from collections.abc import Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -26,6 +26,28 @@ COMPONENT_TYPES: dict[str, type[Component]] = {
 }
 COMPONENT_NAMES = tuple(COMPONENT_TYPES)
 INFRASTRUCTURE = ("kafka", "temporal")
+
+
+class Topology(StrEnum):
+    """``dev``: one broker, the Temporal dev server on SQLite, one worker, one stream processor.
+    ``cluster``: the production shape (stack.cluster)."""
+
+    DEV = "dev"
+    CLUSTER = "cluster"
+
+
+def topology_components(settings: Settings, topology: Topology) -> list[Component]:
+    if topology is Topology.CLUSTER:
+        from stack.cluster import cluster_components
+
+        return cluster_components(settings)
+    return [cls(settings) for cls in COMPONENT_TYPES.values()]
+
+
+def component_names(settings: Settings, topology: Topology) -> tuple[str, ...]:
+    return tuple(component.name for component in topology_components(settings, topology))
+
+
 HEALTH_POLL_SECONDS = 0.25
 STATUS_PROBE_SECONDS = 5.0
 
@@ -45,16 +67,19 @@ class ComponentStatus:
     detail: str = ""
 
 
-def parse_selection(only: str | Iterable[str] | None) -> list[str]:
-    """``"kafka,temporal"`` or ``["kafka", "temporal"]`` -> validated names; None -> all."""
+def parse_selection(
+    only: str | Iterable[str] | None, available: Sequence[str] = COMPONENT_NAMES
+) -> list[str]:
+    """``"kafka,temporal"`` or ``["kafka", "temporal"]`` -> validated names in ``available``
+    order; None -> all of ``available`` (the dev topology's components by default)."""
     if only is None:
-        return list(COMPONENT_NAMES)
+        return list(available)
     names = [part.strip() for part in (only.split(",") if isinstance(only, str) else only)]
     names = [name for name in names if name]
-    unknown = sorted(set(names) - set(COMPONENT_NAMES))
+    unknown = sorted(set(names) - set(available))
     if unknown:
-        raise StackError(f"unknown component(s) {unknown}; choose from {list(COMPONENT_NAMES)}")
-    return [name for name in COMPONENT_NAMES if name in names]
+        raise StackError(f"unknown component(s) {unknown}; choose from {list(available)}")
+    return [name for name in available if name in names]
 
 
 def describe_error(error: BaseException) -> str:
@@ -64,8 +89,8 @@ def describe_error(error: BaseException) -> str:
 class Stack:
     """One data dir's set of supervised components.
 
-    ``only`` selects components (default: all four); ``report`` receives one-line progress
-    messages for a human.
+    ``only`` selects components (default: all of the topology's); ``report`` receives one-line
+    progress messages for a human; ``topology`` picks the dev stack or the cluster.
     """
 
     def __init__(
@@ -73,11 +98,15 @@ class Stack:
         settings: Settings,
         only: str | Iterable[str] | None = None,
         report: Callable[[str], None] | None = None,
+        topology: Topology | str = Topology.DEV,
     ) -> None:
         self.settings = settings
+        self.topology = Topology(topology)
         self.supervisor = ProcessSupervisor(settings.data_dir.resolve())
-        self.selected = parse_selection(only)
-        self.components = [COMPONENT_TYPES[name](settings) for name in self.selected]
+        available = topology_components(settings, self.topology)
+        self.names = tuple(component.name for component in available)
+        self.selected = parse_selection(only, self.names)
+        self.components = [c for c in available if c.name in self.selected]
         self.report = report or (lambda message: None)
         self._children: dict[str, subprocess.Popen[bytes]] = {}  # started by this object
 
@@ -105,8 +134,12 @@ class Stack:
             raise
         self.supervisor.run_dir.mkdir(parents=True, exist_ok=True)
         # Bringing up a subset (e.g. restarting one component) adds to what `status` reports.
-        running = parse_selection([*(self.recorded_selection() or []), *self.selected])
-        write_atomically(self.selection_file, json.dumps({"components": running}))
+        recorded = self.recorded_selection() if self.recorded_topology() is self.topology else None
+        running = parse_selection([*(recorded or []), *self.selected], self.names)
+        write_atomically(
+            self.selection_file,
+            json.dumps({"topology": self.topology.value, "components": running}),
+        )
         return await self.status()
 
     def _check_ports(self) -> None:
@@ -206,8 +239,17 @@ class Stack:
     def recorded_selection(self) -> list[str] | None:
         """The components the last `up` on this data dir started, if recorded."""
         try:
-            return parse_selection(json.loads(self.selection_file.read_text())["components"])
+            return parse_selection(
+                json.loads(self.selection_file.read_text())["components"], self.names
+            )
         except (OSError, ValueError, KeyError, StackError):
+            return None
+
+    def recorded_topology(self) -> Topology | None:
+        """The topology the last `up` on this data dir started (records without one: dev)."""
+        try:
+            return Topology(json.loads(self.selection_file.read_text()).get("topology", "dev"))
+        except (OSError, ValueError, AttributeError):
             return None
 
     async def status(self) -> list[ComponentStatus]:
@@ -240,8 +282,8 @@ class Stack:
         Returns the names of the components that were running.
         """
         stopped = await self._stop(self.components)
-        if set(self.selected) == set(COMPONENT_NAMES) or not any(
-            self.supervisor.state(name)[0] is PidState.RUNNING for name in COMPONENT_NAMES
+        if set(self.selected) == set(self.names) or not any(
+            self.supervisor.state(name)[0] is PidState.RUNNING for name in self.names
         ):
             self.selection_file.unlink(missing_ok=True)
         return stopped

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import socket
 from dataclasses import dataclass
 
@@ -66,6 +67,29 @@ def pick_free_ports(count: int, host: str) -> list[int]:
             sock.bind((host, 0))
             sockets.append(sock)
         return [sock.getsockname()[1] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+def pick_free_ports_in(count: int, host: str, low: int, high: int) -> list[int]:
+    """``count`` distinct free ports in ``[low, high]`` (some servers store ports in 16-bit
+    signed columns: Temporal's membership table wants them below 32768, under the ephemeral
+    range the OS hands out for port 0)."""
+    sockets: list[socket.socket] = []
+    candidates = random.sample(range(low, high + 1), k=min(high - low + 1, count * 50))
+    try:
+        for port in candidates:
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            try:
+                sock.bind((host, port))
+            except OSError:
+                sock.close()
+                continue
+            sockets.append(sock)
+            if len(sockets) == count:
+                return [s.getsockname()[1] for s in sockets]
+        raise OSError(f"fewer than {count} free ports in {low}-{high} on {host}")
     finally:
         for sock in sockets:
             sock.close()

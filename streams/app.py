@@ -208,7 +208,6 @@ def create_app(settings: Settings) -> faust.App:
         "key_type": bytes,
         "partitions": topics.partitions,
         "use_partitioner": True,  # written from batches and timers: partition by the loan key
-        "extra_topic_configs": {"min.insync.replicas": topics.min_insync_replicas},
     }
     open_cases = app.Table(OPEN_CASES_TABLE, **table_options)
     held_hardship = app.Table(HELD_HARDSHIP_TABLE, **table_options)

@@ -53,6 +53,7 @@ with workflow.unsafe.imports_passed_through():
     from engine.view import case_audit, case_view, projection
     from schemas.case import CaseView
     from schemas.events import InboundEvent, case_id
+    from schemas.plan import AgreementRefused
     from workflows import search_attributes as sa
 
 EVENT_SIGNAL = "event"
@@ -117,6 +118,7 @@ class CaseWorkflow:
 
     @workflow.run
     async def run(self, start: CaseStart) -> CaseView:
+        del start  # all of it is in self._state: a carried policy copy must not stay alive here
         while True:
             command = next_command(self._state, self._context())
             if isinstance(command, do.Finish):
@@ -255,7 +257,7 @@ class CaseWorkflow:
         return msg.Proposed(round=command.round, proposal=proposal)
 
     async def _issue_agreement(self, command: do.IssueAgreement) -> msg.Result:
-        agreement = await self._decide(
+        issued = await self._decide(
             issue_agreement,
             AgreementInput(
                 agreement_id=command.agreement_id,
@@ -266,7 +268,9 @@ class CaseWorkflow:
                 issued_at=command.issued_at,
             ),
         )
-        return msg.AgreementIssued(round=command.round, agreement=agreement)
+        if isinstance(issued, AgreementRefused):
+            return msg.AgreementNotIssued(round=command.round, reasons=issued.reasons)
+        return msg.AgreementIssued(round=command.round, agreement=issued)
 
     async def _send_for_signature(self, command: do.SendForSignature) -> msg.Result:
         envelope_id = await self._system(

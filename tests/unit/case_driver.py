@@ -52,6 +52,7 @@ class Driver:
 
     loan: LoanOverdue = field(default_factory=loan)
     policy: Policy = POLICY
+    credit: CreditRecord = field(default_factory=CreditRecord)
     now: datetime = T0
     paid_total: Decimal = Decimal(0)
     contact_outcome: ContactOutcome = ContactOutcome.DELIVERED
@@ -147,7 +148,7 @@ class Driver:
             case do.ReadLoan():
                 return msg.LoanRead(round=round_, loan=self.loan)
             case do.ReadCredit():
-                return msg.CreditRead(round=round_, credit=CreditRecord())
+                return msg.CreditRead(round=round_, credit=self.credit)
             case do.Assess(loan=the_loan, profile=profile, credit=credit, engagement=engagement):
                 assessment = assess(the_loan, profile, credit, engagement, self.policy)
                 return msg.Assessed(round=round_, assessment=assessment)

@@ -31,6 +31,7 @@ from engine.actions import (
     SubmitFinancials,
 )
 from engine.state import CaseStart
+from schemas.assessment import CreditRecord
 from schemas.case import CaseOutcome, CaseStage, CheckpointKind
 from schemas.events import LoanStatus
 from tests.unit.case_driver import POLICY, Driver, Refused, borrower, loan
@@ -40,10 +41,13 @@ pytestmark = pytest.mark.unit
 DAY = timedelta(days=1)
 
 
-def waiver_loan():
-    # Penalty and fees large enough that waiving them needs a team lead or more.
-    return loan(
-        penalty_interest_outstanding=Decimal("3000.00"), fees_outstanding=Decimal("1000.00")
+def tight_budget():
+    """Affordable 700.00 a month: only a plan with concessions fits, and it needs a team lead."""
+    return borrower(
+        hardship_reason=None,
+        temporary=False,
+        expected_recovery_months=None,
+        monthly_income=Decimal("8100.00"),
     )
 
 
@@ -52,8 +56,9 @@ def rich_budget():
         hardship_reason=None,
         temporary=False,
         expected_recovery_months=None,
-        monthly_income=Decimal("12000.00"),
-        essential_expenses=Decimal("6000.00"),
+        monthly_income=Decimal("20000.00"),
+        essential_expenses=Decimal("5000.00"),
+        other_debt_payments=Decimal("0.00"),
     )
 
 
@@ -80,8 +85,8 @@ def _at(stage: str) -> Driver:
         driver.act(SubmitFinancials(profile=borrower()))
         return driver
     if stage == "propose_awaiting_approval":
-        driver = Driver(loan=waiver_loan()).opened()
-        driver.act(SubmitFinancials(profile=rich_budget()))
+        driver = Driver().opened()
+        driver.act(SubmitFinancials(profile=tight_budget()))
         driver.run()
         assert driver.state.approval is not None and driver.state.offer is None
         return driver
@@ -227,9 +232,8 @@ def test_exit_declined():
 
 
 def test_exit_wilful_default_goes_to_legal():
-    driver = Driver(loan=loan(days_past_due=75)).opened()
-    rich = rich_budget().model_copy(update={"monthly_income": Decimal("20000.00")})
-    driver.act(SubmitFinancials(profile=rich))
+    driver = Driver(credit=CreditRecord(broken_agreements=1)).opened()
+    driver.act(SubmitFinancials(profile=rich_budget()))
     driver.run()
     assert driver.state.assessment is not None and driver.state.assessment.tier == "wilful"
     driver.act(Decline())
@@ -385,6 +389,20 @@ def test_a_failing_decision_waits_for_a_human_then_retries():
     driver.act(Retry(staff_id="S-1", note="fixed the policy"))
     driver.run()
     assert driver.state.stage is CaseStage.PROPOSE and driver.state.attention is None
+
+
+def test_a_case_that_cannot_open_waits_for_a_human_instead_of_looping():
+    driver = Driver()
+    driver.fail.add(do.ReadLoan)
+    wait = driver.run()
+    assert isinstance(wait, do.Wait) and wait.until is None
+    assert [type(c) for c in driver.issued] == [do.LoadPolicy, do.ReadLoan]
+    assert driver.state.attention is not None and not driver.state.stages
+    assert "still opening" in (driver.refusal(Note(author_id="S-1", text="x")) or "")
+    driver.fail.clear()
+    driver.act(Retry(staff_id="S-1", note="loan loaded in core banking"))
+    driver.run()
+    assert driver.state.stage is CaseStage.COLLECT_INFO and driver.state.stages
 
 
 def test_staff_actions_never_wait_for_kafka():

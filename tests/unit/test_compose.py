@@ -1,4 +1,6 @@
-"""docker-compose.yml is checked against the settings the app reads (no Docker engine here)."""
+"""docker-compose.yml is checked against the settings the app reads and against the cluster
+topology the stack runs (stack/cluster.py), so the shipped shape and the tested one cannot drift
+(no Docker engine here)."""
 
 from __future__ import annotations
 
@@ -10,18 +12,47 @@ import yaml
 from pydantic import BaseModel
 
 from settings import Settings
+from stack.cluster import SCHEMAS, SQL_PLUGIN, ClusterKafkaBroker, server_environment
+from stack.postgres import MAX_CONNECTIONS
+from stack.temporal import CLOSED_WORKFLOW_RETENTION
 from workflows import search_attributes
 
 pytestmark = pytest.mark.unit
 
 ROOT = Path(__file__).resolve().parents[2]
 APP_SERVICES = ("worker", "stream", "codec")
-INFRA_SERVICES = ("kafka", "kafka-topics", "postgresql", "temporal", "temporal-ui")
+INFRA_SERVICES = (
+    "kafka-1", "kafka-2", "kafka-3", "kafka-topics", "postgresql", "temporal-schema",
+    "temporal", "temporal-setup", "temporal-ui",
+)  # fmt: skip
+# Broker properties that name this machine's hosts, ports, paths or the node itself.
+PER_NODE_PROPERTIES = {
+    "node.id", "controller.quorum.voters", "listeners", "advertised.listeners", "log.dirs",
+}  # fmt: skip
+# Temporal server variables that say where things are rather than what the shape is.
+PLACEMENT_VARIABLES = {
+    "POSTGRES_SEEDS", "DB_PORT", "POSTGRES_PWD", "BIND_ON_IP", "TEMPORAL_BROADCAST_ADDRESS",
+    "DYNAMIC_CONFIG_FILE_PATH", "LOG_LEVEL",
+}  # fmt: skip
 
 
 @pytest.fixture(scope="module")
 def compose() -> dict:
     return yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+
+
+@pytest.fixture(scope="module")
+def defaults() -> Settings:
+    return Settings(_env_file=None)
+
+
+def _image_tag(compose: dict, service: str) -> tuple[str, str]:
+    image, _, tag = compose["services"][service]["image"].rpartition(":")
+    return image, tag
+
+
+def _brokers(compose: dict) -> list[str]:
+    return sorted(name for name in compose["services"] if re.fullmatch(r"kafka-\d+", name))
 
 
 def _app_env(compose: dict, service: str) -> dict[str, str]:
@@ -52,7 +83,7 @@ def test_every_service_the_app_needs_exists(compose: dict) -> None:
     services = compose["services"]
     for name in APP_SERVICES + INFRA_SERVICES:
         assert name in services, f"docker-compose.yml lacks service {name!r}"
-    assert services["temporal"]["environment"]["DB"].startswith("postgres")
+    assert services["temporal"]["environment"]["DB"] == SQL_PLUGIN
 
 
 @pytest.mark.parametrize("service", APP_SERVICES)
@@ -76,15 +107,22 @@ def test_connection_settings_point_at_compose_services(
     assert temporal_host in compose["services"]
     assert f"{temporal_port}:{temporal_port}" in compose["services"]["temporal"]["ports"]
 
-    kafka_env = compose["services"]["kafka"]["environment"]
-    for server in settings.kafka.bootstrap_servers.split(","):
-        assert f"PLAINTEXT://{server}" in kafka_env["KAFKA_ADVERTISED_LISTENERS"].split(",")
+    advertised = {
+        compose["services"][name]["environment"]["KAFKA_ADVERTISED_LISTENERS"]
+        for name in _brokers(compose)
+    }
+    servers = settings.kafka.bootstrap_servers.split(",")
+    assert {f"PLAINTEXT://{server}" for server in servers} == advertised
 
 
-def test_stream_web_port_is_published(compose: dict, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_stream_web_port_is_published_per_replica(
+    compose: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stream = compose["services"]["stream"]
     settings = _settings_from(_app_env(compose, "stream"), monkeypatch)
     port = settings.streams.web_port
-    assert f"{port}:{port}" in compose["services"]["stream"]["ports"]
+    replicas = stream["deploy"]["replicas"]
+    assert f"{port}-{port + replicas - 1}:{port}" in stream["ports"]
 
 
 def test_topics_created_with_the_configured_partitions(
@@ -96,10 +134,11 @@ def test_topics_created_with_the_configured_partitions(
     expected = {*topics.inbound(), topics.case_events, *(topics.dlq(t) for t in topics.inbound())}
     assert created == expected
     assert f"--partitions {topics.partitions}" in script
+    assert f"--replication-factor {topics.replication_factor}" in script
 
 
 def test_search_attributes_match_the_workflow(compose: dict) -> None:
-    script = compose["services"]["temporal-search-attributes"]["command"][0]
+    script = compose["services"]["temporal-setup"]["command"][0]
     registered = dict(re.findall(r"(\w+)=(Keyword|Int|Datetime|Double|Bool|Text)\b", script))
     indexed = {
         "KEYWORD": "Keyword",
@@ -129,3 +168,96 @@ def test_payload_encryption_is_shared_and_the_ui_can_decode(
         in compose["services"]["codec"]["ports"]
     )
     assert codec.ui_origin in ui_env["TEMPORAL_CORS_ORIGINS"].split(",")
+
+
+# --- the cluster topology: same versions, same settings -------------------------------------
+
+
+def test_same_versions_as_the_stack_builds(compose: dict, defaults: Settings) -> None:
+    cluster = defaults.stack.cluster
+    assert {_image_tag(compose, name) for name in _brokers(compose)} == {
+        ("apache/kafka", defaults.stack.kafka_version)
+    }
+    assert _image_tag(compose, "kafka-topics") == ("apache/kafka", defaults.stack.kafka_version)
+    assert _image_tag(compose, "temporal") == ("temporalio/server", cluster.temporal_version)
+    for tools in ("temporal-schema", "temporal-setup"):
+        assert _image_tag(compose, tools) == ("temporalio/admin-tools", cluster.temporal_version)
+    assert _image_tag(compose, "temporal-ui") == ("temporalio/ui", cluster.temporal_ui_version)
+    assert _image_tag(compose, "postgresql") == ("postgres", str(cluster.postgres_major))
+
+
+def test_as_many_brokers_workers_and_stream_processors(compose: dict, defaults: Settings) -> None:
+    cluster = defaults.stack.cluster
+    services = compose["services"]
+    assert len(_brokers(compose)) == len(cluster.kafka_brokers)
+    assert services["worker"]["deploy"]["replicas"] == cluster.workers
+    assert services["stream"]["deploy"]["replicas"] == cluster.stream_processors
+
+
+def test_brokers_have_the_stacks_properties(compose: dict, defaults: Settings) -> None:
+    """Every broker property the stack sets that is not about placement, with the same value;
+    node ids 1..n in one quorum of all the brokers."""
+    brokers = _brokers(compose)
+    for node, name in enumerate(brokers, start=1):
+        env = compose["services"][name]["environment"]
+        properties = ClusterKafkaBroker(defaults, node).server_properties()
+        shape = {k: str(v) for k, v in properties.items() if k not in PER_NODE_PROPERTIES}
+        declared = {key: str(env.get("KAFKA_" + key.upper().replace(".", "_"))) for key in shape}
+        assert declared == shape, name
+        assert env["KAFKA_NODE_ID"] == str(node)
+        voters = env["KAFKA_CONTROLLER_QUORUM_VOTERS"].split(",")
+        assert [voter.split("@")[0] for voter in voters] == [
+            str(n) for n in range(1, len(brokers) + 1)
+        ]
+    replication = ClusterKafkaBroker(defaults, 1).replication_properties()
+    assert replication["default.replication.factor"] == defaults.stack.cluster.replication_factor
+    assert replication["min.insync.replicas"] == defaults.stack.cluster.min_insync_replicas
+
+
+def test_topics_are_replicated_like_the_stacks(compose: dict, defaults: Settings) -> None:
+    cluster = defaults.stack.cluster
+    script = compose["services"]["kafka-topics"]["command"][0]
+    assert f"--replication-factor {cluster.replication_factor}" in script
+    assert f"--config min.insync.replicas={cluster.min_insync_replicas}" in script
+
+
+def test_temporal_server_configured_like_the_stacks(compose: dict, defaults: Settings) -> None:
+    """The server image and the stack's build both render the server's embedded config template
+    from these variables: the store, the databases and the shard count must agree."""
+    stack_env = server_environment(defaults)
+    compose_env = {k: str(v) for k, v in compose["services"]["temporal"]["environment"].items()}
+    shape = {k: v for k, v in stack_env.items() if k not in PLACEMENT_VARIABLES}
+    shape = {k: v for k, v in shape.items() if not k.endswith("_PORT")}
+    assert {k: compose_env.get(k) for k in shape} == shape
+    assert compose_env["NUM_HISTORY_SHARDS"] == str(defaults.stack.cluster.history_shards)
+    assert int(compose_env["NUM_HISTORY_SHARDS"]) > 1
+    mounts = compose["services"]["temporal"]["volumes"]
+    assert f"./stack/temporal-dynamic-config.yaml:{compose_env['DYNAMIC_CONFIG_FILE_PATH']}:ro" in (
+        mounts
+    )
+    postgres = compose["services"]["postgresql"]
+    assert f"max_connections={MAX_CONNECTIONS}" in postgres["command"]
+    assert postgres["environment"]["POSTGRES_USER"] == defaults.stack.cluster.postgres_user
+
+
+def test_schema_steps_are_the_stacks(compose: dict) -> None:
+    script = compose["services"]["temporal-schema"]["command"][0]
+    assert f"--plugin {SQL_PLUGIN}" in script
+    for database, schema in SCHEMAS.items():
+        assert f"--db {database} create-database" in script
+        assert f"--db {database} setup-schema -v 0.0" in script
+        assert f"--db {database} update-schema --schema-name {schema}" in script
+
+
+def test_namespace_retention_is_the_stacks(compose: dict) -> None:
+    script = compose["services"]["temporal-setup"]["command"][0]
+    hours = int(CLOSED_WORKFLOW_RETENTION.total_seconds() // 3600)
+    assert f"--retention {hours}h" in script
+
+
+def test_apps_bootstrap_from_every_broker_and_replicate(
+    compose: dict, defaults: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = _settings_from(_app_env(compose, "stream"), monkeypatch)
+    assert len(settings.kafka.bootstrap_servers.split(",")) == len(_brokers(compose))
+    assert settings.kafka.topics.replication_factor == defaults.stack.cluster.replication_factor

@@ -16,7 +16,7 @@ from decisions.policy import (
     load_policy,
 )
 from schemas.contact import ContactChannel
-from schemas.plan import ApprovalAuthority
+from schemas.plan import ApprovalAuthority, Lever
 
 pytestmark = pytest.mark.unit
 
@@ -25,7 +25,7 @@ DEFAULT_TEXT = DEFAULT_POLICY_FILE.read_text(encoding="utf-8")
 
 def test_default_policy_loads_with_its_contact_pack():
     policy = load_policy()
-    assert policy.version == "accord-default-2026.1"
+    assert policy.version == "accord-default-2026.2"
     assert policy.contact.name == "cn-2026"
     assert policy.affordability.max_share_of_disposable == Decimal("0.5")
     assert isinstance(policy.tiers.severe_min_overdue_share, Decimal)  # TOML decimals, no floats
@@ -58,28 +58,23 @@ def test_policy_may_use_a_pack_file_next_to_it(tmp_path: Path):
     assert load_policy(policy_file).contact.name == "bank-x"
 
 
-def test_approval_authority_by_waiver_share_and_rate_cut():
+def test_approval_authority_by_the_whole_concession_and_by_lever():
     approval = load_policy().approval
+    extension = (Lever.TERM_EXTENSION,)
+    assert approval.authority_for(Decimal("0.02"), extension) is ApprovalAuthority.AUTOMATIC
+    assert approval.authority_for(Decimal("0.0201"), extension) is ApprovalAuthority.TEAM_LEAD
+    assert approval.authority_for(Decimal("0.15"), extension) is ApprovalAuthority.TEAM_LEAD
     assert (
-        approval.authority_for(Decimal("0.02"), rate_reduced=False) is ApprovalAuthority.AUTOMATIC
+        approval.authority_for(Decimal("0.1501"), extension) is ApprovalAuthority.CREDIT_COMMITTEE
     )
-    assert (
-        approval.authority_for(Decimal("0.0201"), rate_reduced=False) is ApprovalAuthority.TEAM_LEAD
-    )
-    assert (
-        approval.authority_for(Decimal("0.15"), rate_reduced=False) is ApprovalAuthority.TEAM_LEAD
-    )
-    assert (
-        approval.authority_for(Decimal("0.1501"), rate_reduced=False)
-        is ApprovalAuthority.CREDIT_COMMITTEE
-    )
-    assert approval.authority_for(Decimal(0), rate_reduced=True) is ApprovalAuthority.TEAM_LEAD
+    cut = (Lever.RATE_REDUCTION,)
+    assert approval.authority_for(Decimal(0), cut) is ApprovalAuthority.TEAM_LEAD
 
 
 BROKEN_POLICIES = [
     pytest.param(
-        ("max_waiver_share = 0.5", "max_waiver_share = 1.5"),
-        "plans.moderate.max_waiver_share: Input should be less than or equal to 1",
+        ("max_penalty_fee_waiver_share = 0.5", "max_penalty_fee_waiver_share = 1.5"),
+        "plans.moderate.max_penalty_fee_waiver_share: fraction 1.5 is out of range",
         id="share-above-one",
     ),
     pytest.param(
@@ -93,21 +88,18 @@ BROKEN_POLICIES = [
         id="thresholds-out-of-order",
     ),
     pytest.param(
-        (
-            'allowed = ["arrears_spread", "term_extension", "reduced_payment"]',
-            'allowed = ["holiday"]',
-        ),
-        "plans.light.allowed.0: Input should be 'term_extension'",
+        ('levers = ["arrears_spread", ', 'levers = ["holiday", '),
+        "plans.light.levers.0: Input should be 'arrears_capitalisation'",
         id="unknown-plan-type",
     ),
     pytest.param(
-        ("[plans.non_responsive]\nallowed = []", ""),
+        ("[plans.non_responsive]\nlevers = []", ""),
         "plans.non_responsive: Field required",
         id="tier-missing",
     ),
     pytest.param(
         ("min_settlement_share = 0.6", "min_settlement_share = 0"),
-        "plans.severe.min_settlement_share: must be above 0 when lump_sum_settlement is allowed",
+        "plans.severe.min_settlement_share: must be above 0 when settlement is allowed",
         id="settlement-allowed-without-minimum",
     ),
     pytest.param(
@@ -127,7 +119,22 @@ BROKEN_POLICIES = [
         id="unknown-pack",
     ),
     pytest.param(
-        ('version = "accord-default-2026.1"', 'version = ""'),
+        ("max_concession_share = 0.10", "max_concession_share = 0"),
+        "plans.moderate.max_concession_share: must be above 0 when a concession is allowed",
+        id="concession-allowed-without-limit",
+    ),
+    pytest.param(
+        ('concession_order = ["penalty_fee_waiver", ', "concession_order = ["),
+        "search.concession_order: must list penalty_fee_waiver, interest_waiver, rate_reduction",
+        id="concession-order-incomplete",
+    ),
+    pytest.param(
+        ('rate_reduction = "team_lead"', 'rate_reduction = "nobody"'),
+        "approval.lever_authority.rate_reduction: Input should be",
+        id="unknown-authority",
+    ),
+    pytest.param(
+        ('version = "accord-default-2026.2"', 'version = ""'),
         "version: String should match pattern",
         id="empty-version",
     ),

@@ -12,6 +12,7 @@ from pydantic import ValidationError
 
 from decisions.plans import propose
 from decisions.policy import load_policy
+from decisions.schedules import schedule_of
 from decisions.tiering import assess
 from schemas.assessment import CreditRecord, Engagement
 from schemas.case import CaseStage, CaseView, TrackedInstalment
@@ -63,11 +64,16 @@ def test_valid_overdue_event_parses():
     [
         ("days_past_due", "45", "Input should be a valid integer"),
         ("principal_outstanding", 30000.5, "not a float"),
-        ("fees_outstanding", "-1.00", "greater than or equal to 0"),
+        ("fees_outstanding", "-1.00", "must be a decimal string"),
+        ("fees_outstanding", "1E+2", "no exponent"),
+        ("fees_outstanding", "-0.00", "no negative zero"),
+        ("fees_outstanding", 100, "not a JSON number"),
+        ("annual_interest_rate", 0.06, "not a float"),
+        ("annual_interest_rate", "1.5", "must be a decimal string"),
         ("currency", "XYZ", "Input should be 'CNY'"),
         ("delinquent_since", "2026-02-30", "day value is outside expected range"),
         ("schema_version", 2, "Input should be 1"),
-        ("interest_outstanding", "300.001", "more decimal places than CNY allows"),
+        ("interest_outstanding", "300.001", "at most 2 decimals"),
         ("occurred_at", "2026-03-01T09:00:00", "timezone"),
     ],
 )
@@ -145,7 +151,7 @@ def _proposal():
 
 def test_case_view_round_trips_through_json():
     loan, assessment, proposal = _proposal()
-    schedule = proposal.offered[0].schedule
+    schedule = schedule_of(proposal.offered[0].terms)
     view = CaseView(
         case_id=loan.case_id,
         loan_id=loan.loan_id,
@@ -183,7 +189,7 @@ def test_outbound_events_round_trip_and_dispatch_on_kind():
             agreement_id="agr-1",
             option_id=option.option_id,
             terms=option.terms,
-            schedule=option.schedule,
+            schedule=schedule_of(option.terms),
             signed_at=datetime(2026, 3, 11, tzinfo=UTC),
         ),
         CaseClosed(**envelope, outcome="cured", reasons=("PLAN_COMPLETED",)),
@@ -191,7 +197,7 @@ def test_outbound_events_round_trip_and_dispatch_on_kind():
     for event in events:
         assert parse_case_event(event.model_dump_json()) == event
     summary = events[0].options[0]
-    assert summary.first_instalment == Money(amount=Decimal("937.00"), currency="CNY")
+    assert summary.first_instalment == Money(amount=option.first_instalment, currency="CNY")
 
 
 def test_outbound_event_with_unknown_kind_or_version_is_refused():

@@ -17,6 +17,7 @@ from schemas.assessment import CreditRecord, Engagement
 from schemas.case import CaseStage, CaseView, TrackedInstalment
 from schemas.contact import ContactAttempt, ContactChannel, ContactOutcome
 from schemas.events import ProductType
+from schemas.plan import Agreement
 from simulate import borrowers as b
 from simulate.engine import CaseRecord, is_premature, server_time_of
 from simulate.portfolio import SimulatedLoan, generate_portfolio
@@ -89,15 +90,22 @@ def test_ids_are_opaque_and_unique_per_prefix() -> None:
 
 
 def test_profiles_land_in_the_intended_tiers() -> None:
+    """Wilful borrowers declare ample capacity; they are tiered wilful once they show it
+    (here: declining an offer), never for being late."""
     policy = load_policy()
+    declined = Engagement(conversations=1, offers_declined=1)
     tiers = {
-        loan.profile: assess(
-            loan.overdue, loan.finances, CreditRecord(), Engagement(), policy
-        ).tier.value
+        loan.profile: assess(loan.overdue, loan.finances, CreditRecord(), declined, policy).tier
         for loan in portfolio(300)
     }
     assert tiers[Profile.UNRESPONSIVE] == "non_responsive"
     assert tiers[Profile.WILFUL] == "wilful"
+    first_look = {
+        assess(loan.overdue, loan.finances, CreditRecord(), Engagement(), policy).tier
+        for loan in portfolio(300)
+        if loan.profile is Profile.WILFUL
+    }
+    assert "wilful" not in first_look
 
 
 def test_borrowers_who_agree_and_pay_can_afford_a_plan_without_approval() -> None:
@@ -263,6 +271,7 @@ def test_cooperative_chooses_the_best_ranked_option_signs_and_pays_every_instalm
         agreement_id=f"{loan.case_id}-a1", case_id=loan.case_id, option=best,
         loan=loan.overdue, policy=policy, issued_at=AS_OF,
     )  # fmt: skip
+    assert isinstance(agreement, Agreement)
     sign_view = view_of(loan, CaseStage.SIGN, proposal=proposal, agreement=agreement)
     assert b.decide(loan, sign_view, memory, rng) == [b.SignAgreement(agreement.agreement_id)]
     schedule = tuple(TrackedInstalment(instalment=i) for i in agreement.schedule.instalments)
@@ -293,6 +302,7 @@ def test_the_same_offer_after_an_expired_agreement_is_answered_again() -> None:
         agreement_id=f"{loan.case_id}-a1", case_id=loan.case_id, option=option,
         loan=loan.overdue, policy=policy, issued_at=AS_OF,
     )  # fmt: skip
+    assert isinstance(expired, Agreement)
     again = view_of(loan, CaseStage.PROPOSE, proposal=proposal, assessment=assessment,
                     agreement=expired)  # fmt: skip
     assert [a for a in b.decide(loan, again, memory, rng) if isinstance(a, b.ChooseOption)]
@@ -329,6 +339,7 @@ def test_late_payers_pay_within_grace_but_not_on_its_last_day() -> None:
         agreement_id=f"{loan.case_id}-a1", case_id=loan.case_id, option=option,
         loan=loan.overdue, policy=policy, issued_at=AS_OF,
     )  # fmt: skip
+    assert isinstance(agreement, Agreement)
     schedule = tuple(TrackedInstalment(instalment=i) for i in agreement.schedule.instalments)
     track = view_of(loan, CaseStage.TRACK, agreement=agreement, schedule=schedule)
     payments = [a for a in b.decide(loan, track, memory, random.Random(3), grace_days=5)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
@@ -11,21 +10,17 @@ from decisions.affordability import assess_affordability
 from decisions.policy import load_policy
 from decisions.tiering import assess
 from schemas.assessment import CreditRecord, Engagement, HardshipKind, Tier
-from schemas.contact import ContactAttempt
 from tests import factories
 
 pytestmark = pytest.mark.unit
 
 POLICY = load_policy()
-ANSWERED = ContactAttempt(
-    channel="phone", at=datetime(2026, 2, 1, 3, tzinfo=UTC), outcome="answered"
-)
+NONE = Engagement()
+ANSWERED = Engagement(contact_attempts=2, conversations=1)
 
 
 def test_no_information_is_non_responsive():
-    assessment = assess(
-        factories.loan(days_past_due=100), None, CreditRecord(), Engagement(), POLICY
-    )
+    assessment = assess(factories.loan(days_past_due=100), None, CreditRecord(), NONE, POLICY)
     assert assessment.tier is Tier.NON_RESPONSIVE
     assert assessment.reasons == ("NO_INFO_BY_DEADLINE", "NO_ANSWERED_CONTACT", "DPD_OVER_90")
     assert assessment.affordability is None
@@ -33,24 +28,54 @@ def test_no_information_is_non_responsive():
 
 
 def test_answered_but_no_information_keeps_only_the_deadline_reason():
-    assessment = assess(factories.loan(), None, CreditRecord(), Engagement(conversations=1), POLICY)
+    assessment = assess(factories.loan(), None, CreditRecord(), ANSWERED, POLICY)
     assert assessment.reasons == ("NO_INFO_BY_DEADLINE", "DPD_31_TO_90")
 
 
-def test_capacity_without_willingness_is_wilful():
-    rich = factories.profile(monthly_income=Decimal("20000.00"), hardship_reason=None)
-    assessment = assess(
-        factories.loan(days_past_due=75), rich, CreditRecord(), Engagement(), POLICY
+RICH = factories.profile(monthly_income=Decimal("20000.00"), hardship_reason=None)
+
+
+def test_lateness_alone_is_never_wilful():
+    """Capacity and 75 days late, but the borrower answered and declared an ending illness."""
+    ill = factories.profile(
+        monthly_income=Decimal("20000.00"), hardship_reason="illness", temporary=True
     )
+    for borrower in (RICH, ill):
+        assessment = assess(factories.loan(days_past_due=75), borrower, CreditRecord(), ANSWERED,
+                            POLICY)  # fmt: skip
+        assert assessment.tier is Tier.MODERATE
+        assert "HAS_CAPACITY" in assessment.reasons
+
+
+@pytest.mark.parametrize(
+    ("credit", "engagement", "evidence"),
+    [
+        (CreditRecord(), Engagement(conversations=1, offers_declined=1), "DECLINED_OFFER"),
+        (CreditRecord(), Engagement(plans_broken=1), "BROKE_AGREEMENT_IN_THIS_CASE"),
+        (CreditRecord(), Engagement(instalments_missed=2), "MISSED_PROMISED_INSTALMENTS"),
+        (CreditRecord(broken_agreements=1), NONE, "BROKEN_PREVIOUS_AGREEMENT"),
+        (CreditRecord(delinquencies_last_24_months=3), NONE, "REPEATED_CURE_AND_RELAPSE"),
+        (CreditRecord(), Engagement(contact_attempts=6), "NO_ENGAGEMENT"),
+    ],
+)
+def test_capacity_with_evidence_of_unwillingness_is_wilful_and_says_which(
+    credit, engagement, evidence
+):
+    assessment = assess(factories.loan(days_past_due=10), RICH, credit, engagement, POLICY)
     assert assessment.tier is Tier.WILFUL
-    assert assessment.reasons == ("CAPACITY_WITHOUT_WILLINGNESS", "DPD_OVER_60")
+    assert assessment.reasons == ("CAPACITY_WITHOUT_WILLINGNESS", evidence)
+
+
+def test_evidence_without_capacity_is_not_wilful():
+    assessment = assess(
+        factories.loan(), factories.profile(), CreditRecord(), Engagement(offers_declined=1),
+        POLICY,
+    )  # fmt: skip
+    assert assessment.tier is Tier.MODERATE
 
 
 def test_capacity_early_and_clean_is_light_not_wilful():
-    rich = factories.profile(monthly_income=Decimal("20000.00"), hardship_reason=None)
-    assessment = assess(
-        factories.loan(days_past_due=10), rich, CreditRecord(), Engagement(), POLICY
-    )
+    assessment = assess(factories.loan(days_past_due=10), RICH, CreditRecord(), NONE, POLICY)
     assert assessment.tier is Tier.LIGHT
     assert assessment.reasons == ("DPD_UP_TO_30", "GOOD_CREDIT_HISTORY", "NO_HARDSHIP_DECLARED")
 
@@ -65,18 +90,14 @@ def test_capacity_early_and_clean_is_light_not_wilful():
     ],
 )
 def test_severe_reasons(loan_changes, credit, reason):
-    assessment = assess(
-        factories.loan(**loan_changes), factories.profile(), credit, Engagement(), POLICY
-    )
+    assessment = assess(factories.loan(**loan_changes), factories.profile(), credit, NONE, POLICY)
     assert assessment.tier is Tier.SEVERE
     assert reason in assessment.reasons
 
 
 def test_lasting_hardship_without_disposable_income_is_severe():
     broke = factories.profile(monthly_income=Decimal("5000.00"))
-    assessment = assess(
-        factories.loan(days_past_due=20), broke, CreditRecord(), Engagement(), POLICY
-    )
+    assessment = assess(factories.loan(days_past_due=20), broke, CreditRecord(), NONE, POLICY)
     assert assessment.tier is Tier.SEVERE
     assert assessment.reasons == ("LASTING_HARDSHIP", "NO_DISPOSABLE_INCOME")
 
@@ -86,7 +107,7 @@ def test_prior_delinquency_makes_an_early_case_moderate():
         factories.loan(days_past_due=10),
         factories.profile(temporary=True),
         CreditRecord(delinquencies_last_24_months=1),
-        Engagement(),
+        NONE,
         POLICY,
     )
     assert assessment.tier is Tier.MODERATE
@@ -128,5 +149,5 @@ def test_temporary_hardship_beyond_the_policy_horizon_is_lasting():
 
 
 def test_profile_in_another_currency_is_refused():
-    with pytest.raises(ValueError, match="currency: profile is in USD, the loan in CNY"):
+    with pytest.raises(ValueError, match="currency: the declaration is in USD, the loan in CNY"):
         assess_affordability(factories.profile(currency="USD"), factories.loan(), POLICY)

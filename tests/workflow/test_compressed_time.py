@@ -23,7 +23,7 @@ ONE_SECOND_PER_DAY = Decimal(1)
 async def test_a_12_month_plan_plays_out_in_server_minutes(new_case, tmp_path) -> None:
     policy = write_compressed_policy(None, tmp_path / "policy.toml", ONE_SECOND_PER_DAY)
     assert policy.time_scale == 86_400
-    case = await new_case(overdue_event(remaining_term_months=6), policy_file=policy.path)
+    case = await new_case(overdue_event(remaining_term_months=12), policy_file=policy.path)
     await case.start()
     view = await case.until(lambda v: v.contact_log, "first contact")
     assert view.time_scale == 86_400
@@ -41,7 +41,7 @@ async def test_a_12_month_plan_plays_out_in_server_minutes(new_case, tmp_path) -
     await case.act(SubmitFinancials(profile=profile(monthly_income=Decimal("14000.00"))))
     view = await case.until_offer()
     assert view.proposal is not None
-    twelve = next(o for o in view.proposal.offered if o.terms.term_months == 12)
+    twelve = view.proposal.option("restructure_12m")
     await case.act(ChooseOption(option_id=twelve.option_id))
     view = await case.until(
         lambda v: v.stage is CaseStage.SIGN and v.envelope_id is not None, "out for signature"

@@ -5,7 +5,7 @@ nothing (every workflow task a full replay)."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
@@ -24,6 +24,12 @@ from schemas.case import CaseOutcome, CaseStage, CheckpointKind
 from tests.workflow.conftest import overdue_event, profile
 
 pytestmark = pytest.mark.workflow
+
+
+def daytime_zone() -> str:
+    """A time zone where it is around noon now."""
+    offset = (12 - datetime.now(UTC).hour + 12) % 24 - 12
+    return f"Etc/GMT{-offset:+d}" if offset else "Etc/GMT"
 
 
 async def test_decline_while_signing_closes_the_case(new_case) -> None:
@@ -46,25 +52,29 @@ async def test_decline_while_signing_closes_the_case(new_case) -> None:
     assert "signature_status" not in case.esign.faults.calls  # no confirmation loop
 
 
-async def test_situation_changed_at_the_continue_as_new_boundary_is_kept(new_case) -> None:
-    case = await new_case(overdue_event(remaining_term_months=6))
-    # Continue-as-new at the first idle moment after 40 history events: inside tracking.
-    await case.start(continue_as_new_after_events=40)
-    await case.to_tracking(profile(monthly_income=Decimal("14000.00")), "term_extension_6m")
+async def test_situation_changed_at_the_continue_as_new_boundary_is_kept(new_live_case) -> None:
+    # On the real dev server, in real time (nothing here waits for a timer).
+    case = await new_live_case(overdue_event(remaining_term_months=12))
+    case.directory.default_time_zone = daytime_zone()  # no quiet hours in the way
+    # Continue-as-new at every idle moment after 40 history events: runs end all along.
+    await case.start(continue_as_new_after_events=40, align=False)
+    await case.to_tracking(
+        profile(monthly_income=Decimal("14000.00")), "restructure_12m", settle=False
+    )
     await case.act(SituationChanged(profile=profile(monthly_income=Decimal("13000.00"))))
     view = await case.until(lambda v: v.stage is CaseStage.PROPOSE, "re-proposal")
     audit = await case.audit()
     assert audit.run_count > 1
     assert "reassessed" in case.kinds()
     await case.status("cured")
-    view = await case.finish("situation_changed_across_runs")
+    view = await case.finish(None)  # how many runs depends on timing: nothing to save
     assert view.outcome is CaseOutcome.CURED
 
 
 async def test_breathing_space_inside_a_dispute_ends_by_itself(new_case) -> None:
     case = await new_case()
     await case.start()
-    await case.to_tracking(profile(), "term_extension_12m")
+    await case.to_tracking(profile(), "extension_29m")
     await case.act(Dispute(raised_by="agent-3"))
     await case.act(StartBreathingSpace(staff_id="staff-2"))
     await case.act(ResolveDispute(staff_id="staff-1", upheld=False, note="debt confirmed"))
@@ -102,9 +112,9 @@ async def test_failing_decision_waits_for_a_human_and_retries(new_case) -> None:
 
 
 async def test_a_whole_case_on_a_worker_that_caches_nothing(new_case) -> None:
-    case = await new_case(overdue_event(remaining_term_months=6), max_cached_workflows=0)
+    case = await new_case(overdue_event(remaining_term_months=12), max_cached_workflows=0)
     await case.start()
-    await case.to_tracking(profile(monthly_income=Decimal("14000.00")), "term_extension_6m")
+    await case.to_tracking(profile(monthly_income=Decimal("14000.00")), "restructure_12m")
     await case.pay_every_instalment()
     view = await case.finish("evicted_every_task")
     assert view.outcome is CaseOutcome.CURED

@@ -16,7 +16,7 @@ pytestmark = pytest.mark.workflow
 
 
 async def test_cooperative_borrower_completes_a_12_month_plan(new_case) -> None:
-    case = await new_case(overdue_event(remaining_term_months=6))
+    case = await new_case(overdue_event(remaining_term_months=12))
     await case.start()
     await case.until(lambda v: v.contact_log, "first contact")
 
@@ -24,7 +24,7 @@ async def test_cooperative_borrower_completes_a_12_month_plan(new_case) -> None:
     await case.until_offer()
     view = await case.view()
     assert view.proposal is not None
-    twelve = next(o for o in view.proposal.offered if o.terms.term_months == 12)
+    twelve = view.proposal.option("restructure_12m")  # the arrears folded in, 12 instalments
     await case.act(ChooseOption(option_id=twelve.option_id))
     await case.sign_when_asked()
 
@@ -33,7 +33,7 @@ async def test_cooperative_borrower_completes_a_12_month_plan(new_case) -> None:
     attributes = (await case.h.describe()).typed_search_attributes
     assert attributes.get(sa.CASE_STAGE) == "track"
     assert attributes.get(sa.RISK_TIER) == "moderate"
-    assert attributes.get(sa.POLICY_VERSION) == "accord-default-2026.1"
+    assert attributes.get(sa.POLICY_VERSION) == "accord-default-2026.2"
     assert attributes.get(sa.DAYS_PAST_DUE) == 45
     assert attributes.get(sa.OUTSTANDING_AMOUNT) == 30800
     assert attributes.get(sa.PRODUCT_TYPE) == "personal_loan"
@@ -65,4 +65,4 @@ async def test_cooperative_borrower_completes_a_12_month_plan(new_case) -> None:
     assert kinds.count("instalment_paid") == 12
     assert kinds[-1] == "closed"
     assert "instalment_missed" not in kinds
-    assert all(d.policy_version == "accord-default-2026.1" for d in audit.decisions)
+    assert all(d.policy_version == "accord-default-2026.2" for d in audit.decisions)

@@ -62,7 +62,7 @@ async def test_dispute_pauses_the_case_until_reviewed(new_case) -> None:
 async def test_breathing_space_pauses_contact_and_timers_for_60_days(new_case) -> None:
     case = await new_case()
     await case.start()
-    await case.to_tracking(profile(), "term_extension_12m")
+    await case.to_tracking(profile(), "extension_29m")
     await case.act(StartBreathingSpace(staff_id="staff-2"))
     with pytest.raises(WorkflowUpdateFailedError) as refused:
         await case.act(Resume(staff_id="staff-2"))
@@ -107,7 +107,7 @@ async def test_core_banking_down_for_hours_then_flaky_restructure(new_case) -> N
     case.core_banking.faults.transient["apply_restructure"] = 2
     case.core_banking.faults.lose_response_once.add("apply_restructure")
     await case.skip(timedelta(minutes=11))  # the next retry, at most 10 minutes later
-    await case.to_tracking(profile(), "term_extension_12m")
+    await case.to_tracking(profile(), "extension_29m")
     await case.status("cured")
     view = await case.finish("core_banking_outage")
 

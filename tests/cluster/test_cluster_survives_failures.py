@@ -1,0 +1,79 @@
+"""Failures of the production shape under load: a broker dies and comes back, a worker and a
+stream processor die, while 500 cases open — and every event still lands once, in one case."""
+
+from __future__ import annotations
+
+import pytest
+from temporalio.client import Client
+
+from settings import Settings
+from stack.orchestrator import Stack
+from stack.processes import PidState
+from tests.cluster.conftest import kill, restart, wait_for_applied_or_explain
+from tests.integration.streams_support import (
+    EventProducer,
+    case_of,
+    loan_ids,
+    new_tag,
+    overdue_event,
+    payment_event,
+    wait_for_case_count,
+)
+
+pytestmark = [pytest.mark.integration, pytest.mark.cluster]
+
+CASES = 500
+BATCH = 100
+
+
+async def test_500_cases_open_while_a_broker_a_worker_and_a_processor_die(
+    cluster: Stack, cluster_settings: Settings, cluster_client: Client
+) -> None:
+    topics = cluster_settings.kafka.topics
+    tag = f"C{new_tag()}"
+    loans = loan_ids(tag, CASES)
+    overdue = [overdue_event(loan, f"od-{loan}") for loan in loans]
+    batches = [overdue[start : start + BATCH] for start in range(0, CASES, BATCH)]
+    try:
+        async with EventProducer(cluster_settings) as producer:
+            await producer.send_events(topics.overdue, batches[0])
+            # A broker dies without a shutdown: its partitions elect new leaders, writes go on
+            # with the two copies left (min.insync.replicas 2).
+            await kill(cluster, "kafka-2")
+            await producer.send_events(topics.overdue, batches[1])
+            # A worker (its cached cases, running activities) and a stream processor (its batch
+            # in flight, uncommitted offsets) die while the events are being handled.
+            await kill(cluster, "worker-1")
+            await kill(cluster, "stream-1")
+            await producer.send_events(topics.overdue, batches[2])
+            await restart(cluster, "kafka-2")  # catches up and rejoins the in-sync replicas
+            for batch in batches[3:]:
+                await producer.send_events(topics.overdue, batch)
+            await wait_for_case_count(cluster_client, f"L{tag}", CASES, within=240)
+            # Events for the open cases, still with one worker and one processor.
+            await producer.send_events(
+                topics.payment, [payment_event(loan, f"pay-{loan}") for loan in loans]
+            )
+
+        # No event lost: each case applied its overdue event and its payment, nothing else.
+        expected = {case_of(loan): {f"od-{loan}", f"pay-{loan}"} for loan in loans}
+        await wait_for_applied_or_explain(cluster, cluster_client, expected, within=240)
+
+        # No duplicate case: one workflow run per loan, not a second one after a redelivery.
+        runs = [
+            (execution.id, execution.run_id)
+            async for execution in cluster_client.list_workflows(
+                f"WorkflowId STARTS_WITH 'case-L{tag}-'"
+            )
+        ]
+        assert len(runs) == CASES, f"{len(runs)} runs for {CASES} loans"
+        assert {workflow_id for workflow_id, _ in runs} == set(expected)
+    finally:
+        # Later tests get the whole cluster back.
+        dead = [
+            name
+            for name in ("kafka-2", "worker-1", "stream-1")
+            if cluster.supervisor.state(name)[0] is not PidState.RUNNING
+        ]
+        if dead:
+            await restart(cluster, *dead)
