@@ -27,6 +27,9 @@ Commit discipline (why no event is lost or skipped):
   after it, so a rebalance never waits on Temporal or on another agent. faust's
   ``stream_wait_empty`` stays on: with it off, events buffered when a rebalance started were
   lost to the stream (never acknowledged, the commit stuck below them).
+* After each rebalance the stream partitions are sought to their committed offsets while still
+  paused, and only then resumed (``streams.recovery``); events a batch still holds from before
+  the rebalance are not handled (they are read again from there).
 * Values are read as raw bytes and validated here, so a bad message can never crash a codec.
 """
 
@@ -56,6 +59,7 @@ from streams.cases import Cases
 from streams.ingest import InboundMessage, Ingestor, is_transient, log_unexpected
 from streams.metrics import Outcome, StreamMetrics
 from streams.ordering import Abandoned, OverdueProgress, Rebalance
+from streams.recovery import PositionedTableManager
 from streams.state import HELD_HARDSHIP_TABLE, OPEN_CASES_TABLE, LoanBook, partition_of
 
 log = logging.getLogger("accord.streams")
@@ -202,6 +206,7 @@ def create_app(settings: Settings) -> faust.App:
         web_port=settings.streams.web_port,
         datadir=str(datadir),
         autodiscover=False,
+        TableManager=PositionedTableManager,  # streams.recovery: why
     )
     metrics = StreamMetrics()
     table_options: dict[str, Any] = {
@@ -319,15 +324,17 @@ def create_app(settings: Settings) -> faust.App:
         except Exception as error:
             log_unexpected(error, "held hardship sweep failed")
 
-    @app.on_partitions_revoked.connect
-    async def forget_revoked(sender: Any, revoked: set[TP], **kwargs: Any) -> None:
-        """Drop the revoked partitions' keys from memory (not from the changelog): whoever owns
-        them now has them, and they are rebuilt from the changelog if they come back."""
-        numbers = {tp.partition for tp in revoked if tp.topic in topics.inbound()}
+    @app.on_partitions_assigned.connect
+    async def forget_unassigned(sender: Any, assigned: set[TP], **kwargs: Any) -> None:
+        """Drop from memory (not from the changelog) the keys of partitions this process no
+        longer has: whoever has them now keeps them, and a partition that comes back is read
+        from its changelog again. Not on revocation: a rebalance revokes every partition, and
+        faust does not re-read the changelog of a partition it gets back at once."""
+        numbers = {tp.partition for tp in assigned if tp.topic in topics.inbound()}
         for table in (open_cases, held_hardship):
             store = table.data
             for key in list(store.keys()):
-                if partition_of(key, topics.partitions) in numbers:
+                if partition_of(key, topics.partitions) not in numbers:
                     store.pop(key, None)
 
     @app.task
@@ -436,8 +443,14 @@ def _add_ingest_agent(
             settings.streams.batch_size, within=settings.streams.batch_linger_seconds
         ):
             read_at = time.monotonic()
-            batch: list[EventT] = list(events)  # noack_take buffers the events themselves
+            # noack_take buffers the events themselves. An event fetched before the latest
+            # rebalance (one faust had already handed to the buffer) is left unacknowledged:
+            # the partition was sought back to its committed offset and reads it again, in order.
+            generation = app.consumer_generation_id
+            batch: list[EventT] = [e for e in events if e.message.generation_id == generation]
             del events
+            if not batch:
+                continue
             try:
                 outcomes = await ingestor.handle_batch([_inbound(e) for e in batch], read_at)
             except Abandoned:
