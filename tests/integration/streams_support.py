@@ -268,6 +268,7 @@ class AccordProcess:
 
     def __init__(self, settings: Settings, log_dir: Path, name: str, command: str) -> None:
         self.settings = settings
+        self.name = name
         self.command = command
         self.log_path = log_dir / f"{name}.log"
         self.process: subprocess.Popen[bytes] | None = None
