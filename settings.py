@@ -159,6 +159,55 @@ class StackSettings(BaseModel):
     cluster: ClusterSettings = Field(default_factory=ClusterSettings)
 
 
+class ServiceClientSettings(BaseModel):
+    """An external system reached over HTTP: the bank's own, or the embedded stand-in that
+    `accord stack up` runs on this URL (loopback only). Token and mTLS paths are the client's
+    credentials; the embedded service checks the same token when one is set."""
+
+    url: str
+    token: SecretStr | None = None  # sent as `Authorization: Bearer <token>`
+    timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+    tls_client_cert_path: Path | None = None  # mTLS: the client certificate (PEM)
+    tls_client_key_path: Path | None = None
+    tls_ca_path: Path | None = None  # verify the server against this CA bundle
+
+
+class CoreBankingSettings(ServiceClientSettings):
+    url: str = "http://127.0.0.1:8240"
+    # The embedded service only: how long a read waits for its Kafka feed to catch up with what
+    # was published before the request, before it answers 503 (retry later).
+    sync_wait_seconds: float = Field(default=3.0, gt=0, le=60)
+    contact_time_zone: str = "Asia/Shanghai"  # embedded directory: borrowers' time zone
+
+
+class ESignSettings(ServiceClientSettings):
+    url: str = "http://127.0.0.1:8241"
+    # Where the provider posts completions; None: the embedded webhook receiver.
+    callback_url: str | None = None
+    # HMAC-SHA256 key the provider signs its callbacks with; None: unsigned (dev only).
+    webhook_secret: SecretStr | None = None
+    # The embedded service only: how often a failed callback is tried again before it gives up.
+    callback_max_attempts: int = Field(default=30, ge=1, le=1000)
+
+
+class ContactGatewaySettings(ServiceClientSettings):
+    url: str = "http://127.0.0.1:8242"
+    # How long a send waits (polling) for the final delivery or answer status.
+    status_wait_seconds: float = Field(default=10.0, gt=0, le=120)
+    status_poll_seconds: float = Field(default=0.2, gt=0, le=10)
+    # The embedded service only: seconds until a message is delivered or a call answered;
+    # whether its calls are answered.
+    delivery_seconds: float = Field(default=0.3, ge=0, le=60)
+    phone_answered: bool = False
+
+
+class WebhookSettings(BaseModel):
+    """Accord's own webhook receiver (`accord service run webhooks`): providers call it."""
+
+    host: str = "127.0.0.1"
+    port: int = 8243
+
+
 class EncryptionSettings(BaseModel):
     """Payload encryption (AES-256-GCM). Without a key, payloads are stored in clear: dev only."""
 
@@ -181,6 +230,11 @@ class Settings(BaseSettings):
 
     data_dir: Path = Path(".data")
     policy_file: Path | None = None  # None: the bundled default policy
+    # Policy per portfolio (a loan's `portfolio`): name -> policy file. A portfolio not listed
+    # here uses `<policy_dir>/<name>.toml` when that file exists (simulations register theirs
+    # there); no portfolio: `policy_file`.
+    portfolios: dict[str, Path] = Field(default_factory=dict)
+    policy_dir: Path | None = None  # None: <data_dir>/policies
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     temporal: TemporalSettings = Field(default_factory=TemporalSettings)
     worker: WorkerSettings = Field(default_factory=WorkerSettings)
@@ -188,6 +242,20 @@ class Settings(BaseSettings):
     streams: StreamsSettings = Field(default_factory=StreamsSettings)
     encryption: EncryptionSettings = Field(default_factory=EncryptionSettings)
     stack: StackSettings = Field(default_factory=StackSettings)
+    core_banking: CoreBankingSettings = Field(default_factory=CoreBankingSettings)
+    esign: ESignSettings = Field(default_factory=ESignSettings)
+    contact: ContactGatewaySettings = Field(default_factory=ContactGatewaySettings)
+    webhooks: WebhookSettings = Field(default_factory=WebhookSettings)
+
+    @property
+    def esign_callback_url(self) -> str:
+        if self.esign.callback_url is not None:
+            return self.esign.callback_url
+        return f"http://{self.webhooks.host}:{self.webhooks.port}/webhooks/esign"
+
+    @property
+    def portfolio_policy_dir(self) -> Path:
+        return self.policy_dir if self.policy_dir is not None else self.data_dir / "policies"
 
 
 @lru_cache(maxsize=1)

@@ -16,17 +16,14 @@ from __future__ import annotations
 
 import asyncio
 import compileall
-import contextlib
 import logging
 import os
 import signal
 import socket
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-from aiohttp import web
 from temporalio.api.enums.v1 import TaskQueueType
 from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
@@ -36,12 +33,11 @@ from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities.case_activities import CaseActivities
-from activities.contact_channels import ContactDirectorySimulator, ContactGatewaySimulator
-from activities.core_banking import CoreBankingSimulator
 from activities.decide import DECISION_ACTIVITIES
-from activities.esign import ESignatureSimulator
+from activities.external import http_systems, policy_registry
 from activities.publisher import KafkaCaseEventPublisher
 from clients import connect_temporal
+from services.health import health_endpoint
 from settings import Settings, get_settings
 from workflows.case import CaseWorkflow
 
@@ -54,6 +50,7 @@ PASSED_THROUGH = (
     "schemas",
     "activities",
     "workflows.search_attributes",
+    "workflows.calls",
     "pydantic",
     "pydantic_core",
     "annotated_types",
@@ -117,31 +114,6 @@ async def has_polled(client: Client, settings: Settings, since: datetime) -> boo
     )
 
 
-@contextlib.asynccontextmanager
-async def health_endpoint(
-    client: Client, settings: Settings, since: datetime
-) -> AsyncIterator[None]:
-    async def health(_: web.Request) -> web.Response:
-        try:
-            polled = await has_polled(client, settings, since)
-        except Exception as error:  # the probe reports, it never crashes the worker
-            return web.json_response({"status": "unreachable", "error": type(error).__name__}, 503)
-        if not polled:
-            return web.json_response({"status": "starting"}, status=503)
-        return web.json_response({"status": "ok", "identity": client.identity})
-
-    app = web.Application()
-    app.router.add_get("/health", health)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, settings.worker.listen_host, settings.worker.health_port)
-    await site.start()
-    try:
-        yield
-    finally:
-        await runner.cleanup()
-
-
 def metrics_runtime(settings: Settings) -> Runtime:
     """A runtime whose SDK metrics (task latencies, slots, cache) Prometheus can scrape."""
     address = f"{settings.worker.listen_host}:{settings.worker.metrics_port}"
@@ -155,25 +127,37 @@ async def run_worker(settings: Settings) -> None:
     )
     publisher = KafkaCaseEventPublisher(settings.kafka)
     await publisher.start()
-    # Core banking, contact channels and e-signature have only simulators so far: the bank's
-    # adapters implement the same interfaces (activities/*.py) and are chosen here.
+    # Core banking, contact and e-signature over HTTP, at the URLs in settings: the bank's own
+    # systems, or the embedded services `accord stack up` runs.
+    systems = http_systems(settings)
     activities = CaseActivities(
-        core_banking=CoreBankingSimulator(mirror_reported_loans=True),
-        directory=ContactDirectorySimulator(),
-        gateway=ContactGatewaySimulator(),
-        esign=ESignatureSimulator(),
+        core_banking=systems.core_banking,
+        directory=systems.directory,
+        gateway=systems.gateway,
+        esign=systems.esign,
         publisher=publisher,
         policy_file=settings.policy_file,
+        policies=policy_registry(settings),
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     started = datetime.now(UTC)
+    worker = build_worker(client, settings, activities)
+
+    async def healthy() -> str | None:
+        if not worker.is_running or worker.is_shutdown:
+            return "the worker is not running"
+        if not await has_polled(client, settings, started):
+            return "this process has not polled its task queue yet"
+        return None
+
+    tuning = settings.worker
     try:
         async with (
-            build_worker(client, settings, activities),
-            health_endpoint(client, settings, started),
+            worker,
+            health_endpoint("worker", tuning.listen_host, tuning.health_port, healthy),
         ):
             log.info(
                 "worker %s polling task queue %s", client.identity, settings.temporal.task_queue
@@ -182,6 +166,7 @@ async def run_worker(settings: Settings) -> None:
             log.info("shutting down: finishing running tasks")
     finally:
         await publisher.stop()
+        await systems.aclose()
 
 
 def main() -> None:
@@ -189,4 +174,5 @@ def main() -> None:
     logging.basicConfig(
         level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per request is noise
     asyncio.run(run_worker(settings))

@@ -25,7 +25,8 @@ from activities.faults import PermanentRejection, SystemUnavailable
 from activities.publisher import CaseEventPublisher
 from decisions.clock import PolicyClock
 from decisions.contact_rules import may_contact
-from decisions.policy import ContactRules, Policy, PolicyError, load_policy
+from decisions.policy import ContactRules, Policy, PolicyError
+from decisions.portfolios import PolicyRegistry
 from schemas.assessment import CreditRecord
 from schemas.contact import ContactAttempt, ContactChannel, ContactDecision, ContactHolds
 from schemas.events import LoanOverdue
@@ -106,13 +107,17 @@ class CaseActivities:
     esign: ESignature
     publisher: CaseEventPublisher
     policy_file: Path | None = None
+    """The default policy (None: the bundled one); ``policies`` overrides it per portfolio."""
+    policies: PolicyRegistry | None = None
     clock: Clock = field(default=system_clock)
     """Time as the outside world sees it; the contact rules are checked against it."""
 
     @activity.defn
-    async def load_policy(self) -> Policy:
+    async def load_policy(self, portfolio: str | None = None) -> Policy:
+        """The policy of the loan's portfolio (None: the default policy)."""
+        registry = self.policies or PolicyRegistry(default=self.policy_file)
         try:
-            return load_policy(self.policy_file)
+            return registry.load(portfolio)
         except PolicyError as error:
             # A broken policy file will not fix itself by retrying; operations must act.
             raise ApplicationError(str(error), type="PolicyError", non_retryable=True) from None
@@ -182,8 +187,9 @@ class CaseActivities:
         return await _translated(self.esign.status(envelope_id))
 
     @activity.defn
-    async def void_envelope(self, envelope_id: str) -> None:
-        await _translated(self.esign.void(envelope_id))
+    async def void_envelope(self, envelope_id: str) -> EnvelopeStatus:
+        """Withdraw an envelope the case no longer waits for (e.g. a re-assessment)."""
+        return await _translated(self.esign.void(envelope_id))
 
     @activity.defn
     async def publish_case_events(self, request: PublishRequest) -> None:

@@ -5,6 +5,7 @@ The ledger is the source of truth for what was paid; Kafka payment events are on
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
@@ -64,7 +65,8 @@ class _Payment:
 
 @dataclass
 class CoreBankingSimulator:
-    """In-memory core banking with the real one's failure modes (see ``Faults``)."""
+    """In-memory core banking with the real one's failure modes (see ``Faults``), for tests
+    that want one; the stack runs ``services.core_banking`` behind ``CoreBankingHttp``."""
 
     loans: dict[str, LoanOverdue] = field(default_factory=dict)
     credit_records: dict[str, CreditRecord] = field(default_factory=dict)
@@ -119,7 +121,8 @@ class CoreBankingSimulator:
         if receipt is None:
             receipt = RestructureReceipt(
                 agreement_id=agreement.agreement_id,
-                restructure_ref=f"rs-{len(self.restructures) + 1:06d}",
+                # Unique across simulator instances (each worker process has its own).
+                restructure_ref=f"rs-{uuid.uuid4().hex[:12]}",
                 applied_at=applied_at,
             )
             self.restructures[agreement.agreement_id] = receipt

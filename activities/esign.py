@@ -1,5 +1,5 @@
-"""E-signature: send an agreement for signing and read its status (the provider's callback
-reaches the case as the ``sign`` update; the status read confirms it)."""
+"""E-signature: send an agreement for signing, read its status, void it (the provider's
+callback reaches the case through ``services.webhooks``; the status read confirms it)."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ class EnvelopeState(StrEnum):
     SIGNED = "signed"
     DECLINED = "declined"
     VOIDED = "voided"
+    EXPIRED = "expired"
 
 
 class EnvelopeStatus(BaseModel):
@@ -35,8 +36,9 @@ class ESignature(Protocol):
 
     async def status(self, envelope_id: str) -> EnvelopeStatus: ...
 
-    async def void(self, envelope_id: str) -> None:
-        """Withdraw an unsigned envelope; voiding one already voided or declined is a no-op."""
+    async def void(self, envelope_id: str) -> EnvelopeStatus:
+        """Withdraw an unsigned envelope (idempotent). A signed one cannot be voided:
+        ``PermanentRejection``; an expired or declined one stays as it is."""
         ...
 
 
@@ -68,15 +70,15 @@ class ESignatureSimulator:
             raise PermanentRejection(f"esign_status: unknown envelope {envelope_id}")
         return self.envelopes[envelope_id]
 
-    async def void(self, envelope_id: str) -> None:
+    async def void(self, envelope_id: str) -> EnvelopeStatus:
         self.faults.before("esign_void")
-        current = self.envelopes.get(envelope_id)
-        if current is None:
-            raise PermanentRejection(f"esign_void: unknown envelope {envelope_id}")
-        if current.state is EnvelopeState.SENT:
-            self.envelopes[envelope_id] = EnvelopeStatus(
-                envelope_id=envelope_id, state=EnvelopeState.VOIDED
-            )
+        status = await self.status(envelope_id)
+        if status.state is EnvelopeState.SIGNED:
+            raise PermanentRejection(f"esign_void: {envelope_id} is already signed")
+        if status.state is EnvelopeState.SENT:
+            status = EnvelopeStatus(envelope_id=envelope_id, state=EnvelopeState.VOIDED)
+            self.envelopes[envelope_id] = status
+        return status
 
     # What the borrower does in the provider's page.
     def borrower_signs(self, envelope_id: str, signed_at: AwareDatetime) -> None:

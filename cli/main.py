@@ -11,6 +11,7 @@ import click
 from cli.case import case
 from cli.codec import codec
 from cli.dlq import dlq
+from cli.service import service
 from cli.simulate import simulate
 from cli.stack import stack
 
@@ -53,7 +54,7 @@ def export_schemas(directory: Path) -> None:
         click.echo(path)
 
 
-for command in (stack, case, dlq, codec, simulate):
+for command in (stack, case, dlq, codec, simulate, service):
     main.add_command(command)
 
 

@@ -1,6 +1,9 @@
 """``accord simulate``: play core banking and a portfolio of borrowers against a running stack.
 
-The lead's cli/main.py mounts it with ``main.add_command(simulate)``.
+The stack is left as it was found: no component is stopped, restarted or reconfigured. The
+simulation's compressed-time policy is registered as a portfolio of its own (``sim-<scale>``,
+a file in the stack's policy directory) and only its loans carry that portfolio, so ordinary
+cases keep the default policy on the real clock.
 """
 
 from __future__ import annotations
@@ -95,12 +98,6 @@ def _seconds_per_day(text: str) -> Decimal:
     "with about 2 a second.",
 )
 @click.option(
-    "--bank/--no-bank",
-    default=True,
-    show_default=True,
-    help="Run the simulated bank's worker in place of the stack's worker.",
-)
-@click.option(
     "--audit/--no-audit",
     default=True,
     show_default=True,
@@ -122,7 +119,6 @@ def simulate(
     seconds_per_day: str,
     duration: float,
     rate: float | None,
-    bank: bool,
     audit: bool,
     out_dir: Path | None,
 ) -> None:  # fmt: skip
@@ -130,7 +126,7 @@ def simulate(
     from settings import get_settings
     from simulate.portfolio import generate_portfolio
     from simulate.profiles import MixError, parse_mix
-    from simulate.timescale import write_compressed_policy
+    from simulate.timescale import time_scale_for, write_compressed_policy
 
     console = Console()
     settings = get_settings()
@@ -140,10 +136,13 @@ def simulate(
         raise click.BadParameter(str(error), param_hint="--mix") from None
     started = datetime.now(UTC)
     out = out_dir or settings.data_dir / "simulate"
+    scale = time_scale_for(_seconds_per_day(seconds_per_day))
+    portfolio = f"sim-{scale}"
     policy = write_compressed_policy(
-        settings.policy_file, out / "policy.toml", _seconds_per_day(seconds_per_day)
+        settings.policy_file,
+        settings.portfolio_policy_dir / f"{portfolio}.toml",
+        _seconds_per_day(seconds_per_day),
     )
-    settings = settings.model_copy(update={"policy_file": policy.path.resolve()})
     loans = generate_portfolio(
         loan_count,
         seed=seed,
@@ -152,13 +151,14 @@ def simulate(
         loan_prefix=f"S{seed}-{started:%y%m%d%H%M%S}",
         currency=currency,  # type: ignore[arg-type]
         products=_products(products),
+        portfolio=portfolio,
     )
     console.print(
-        f"{loan_count} loans, seed {seed}, policy {policy.version} "
+        f"{loan_count} loans in portfolio {portfolio}, seed {seed}, policy {policy.version} "
         f"(time scale {policy.time_scale}x), Temporal {settings.temporal.address}, "
         f"Kafka {settings.kafka.bootstrap_servers}"
     )
-    records = asyncio.run(_run(settings, loans, policy, duration, rate, bank, audit, console))
+    records = asyncio.run(_run(settings, loans, policy, duration, rate, audit, console))
     _report(records, policy, out, started, console, settings)
 
 
@@ -168,44 +168,37 @@ async def _run(
     policy: CompressedPolicy,
     duration: float,
     rate: float | None,
-    bank: bool,
     audit: bool,
     console: Console,
 ) -> list[CaseRecord]:
-    from simulate.bank_process import start_bank, stop_bank
     from simulate.engine import Simulation, SimulationConfig
 
-    running = await start_bank(settings, console.print) if bank else None
-    try:
-        with Progress(
-            TextColumn("{task.description:<10}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=console,
-        ) as progress:
-            tasks = {
-                name: progress.add_task(name, total=len(loans))
-                for name in ("published", "opened", "closed")
-            }
-            simulation = Simulation(
-                settings,
-                loans,
-                SimulationConfig(
-                    time_scale=policy.time_scale,
-                    grace_days=policy.grace_days,
-                    duration_seconds=duration,
-                    publish_rate=rate,
-                    audit=audit,
-                ),
-                on_progress=lambda name, value: (
-                    progress.update(tasks[name], completed=value) if name in tasks else None
-                ),
-            )
-            return await simulation.run()
-    finally:
-        if running is not None:
-            await stop_bank(running, settings, console.print)
+    with Progress(
+        TextColumn("{task.description:<10}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+    ) as progress:
+        tasks = {
+            name: progress.add_task(name, total=len(loans))
+            for name in ("published", "opened", "closed")
+        }
+        simulation = Simulation(
+            settings,
+            loans,
+            SimulationConfig(
+                time_scale=policy.time_scale,
+                grace_days=policy.grace_days,
+                duration_seconds=duration,
+                publish_rate=rate,
+                audit=audit,
+            ),
+            on_progress=lambda name, value: (
+                progress.update(tasks[name], completed=value) if name in tasks else None
+            ),
+        )
+        return await simulation.run()
 
 
 def _report(

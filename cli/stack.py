@@ -1,4 +1,5 @@
-"""`accord stack ...`: the embedded development stack (Kafka, Temporal dev server, worker, stream).
+"""`accord stack ...`: the embedded development stack (Kafka, Temporal dev server, worker, stream,
+the embedded core banking, e-signature and contact gateway, the webhook receiver).
 
 The lead's cli/main.py mounts it with ``main.add_command(stack)``.
 """
@@ -54,7 +55,7 @@ def report(message: str) -> None:
 
 def print_statuses(statuses: list[ComponentStatus]) -> None:
     table = Table(box=None, pad_edge=False, header_style="bold")
-    for column in ("component", "state", "pid", "address", "detail"):
+    for column in ("component", "state", "pid", "address", "restarts", "detail"):
         table.add_column(column)
     colours = {Health.HEALTHY: "green", Health.UNHEALTHY: "red", Health.STOPPED: "yellow"}
     for status in statuses:
@@ -64,7 +65,8 @@ def print_statuses(statuses: list[ComponentStatus]) -> None:
             f"[{colours[status.health]}]{state}[/]",
             str(status.pid or "-"),
             status.address,
-            status.detail,
+            str(status.restarts),
+            "; ".join(part for part in (status.detail, status.last_exit) if part),
         )
     console.print(table)
 
@@ -80,11 +82,13 @@ def run(coroutine_factory: Callable[[], Coroutine[Any, Any, T]]) -> T:
 
 @click.group()
 def stack() -> None:
-    """Run the stack without Docker: Kafka, Temporal, workers, stream processors.
+    """Run the stack without Docker: Kafka, Temporal, workers, stream processors, and the embedded
+    core banking, e-signature, contact gateway and webhook receiver.
 
     Two topologies: `dev` (Kafka in KRaft mode, the Temporal dev server, one worker, one stream
-    processor) and `cluster` (the production shape on this machine). Every component is
-    supervised with a pid file and a log under the data dir."""
+    processor) and `cluster` (the production shape on this machine). Every component runs under
+    supervisord (one per data dir, logs under <data_dir>/logs): one that dies is restarted with
+    back-off while the others keep running."""
 
 
 @stack.command()
@@ -121,7 +125,7 @@ def up(detach: bool, only: str | None, topology: str) -> None:
                       f"{the_stack.supervisor.log_dir}")  # fmt: skip
         if detach:
             return
-        console.print("supervising; Ctrl-C stops everything")
+        console.print("supervising (a component that dies is restarted); Ctrl-C stops everything")
         try:
             await the_stack.supervise(stop)
         finally:

@@ -28,8 +28,10 @@ class Command:
 
 @dataclass(frozen=True)
 class LoadPolicy(Command):
-    """The policy in force now: at opening and again before every assessment, so a policy
-    change applies to the next decision (each decision records its version)."""
+    """The policy in force now for the loan's portfolio: at opening and again before every
+    assessment, so a policy change applies to the next decision (each records its version)."""
+
+    portfolio: str | None
 
 
 @dataclass(frozen=True)

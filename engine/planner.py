@@ -30,8 +30,9 @@ def next_command(state: CaseState, context: Context) -> do.Command:
         return do.Finish(round=state.round)
     if state.holds.any() or state.attention is not None:
         return _wait(state, context)
-    if state.policy_version is None:
-        return do.LoadPolicy(round=state.round)
+    if state.policy_version is None or context.policy is None:
+        # Opening, or a new run after continue-as-new: the policy in force now.
+        return do.LoadPolicy(round=state.round, portfolio=portfolio(state))
     if not state.stages:
         return _opening(state)
     work = _stage_work(state, context)
@@ -41,6 +42,11 @@ def next_command(state: CaseState, context: Context) -> do.Command:
     if pending is not None and pending.retry_at is None:
         return _contact(state, pending, context)
     return _wait(state, context)
+
+
+def portfolio(state: CaseState) -> str | None:
+    """The loan's portfolio picks the case's policy (a simulation registers its own)."""
+    return state.loan.portfolio if state.loan is not None else None
 
 
 def _opening(state: CaseState) -> do.Command:
@@ -57,7 +63,7 @@ def _stage_work(state: CaseState, context: Context) -> do.Command | None:
         assess = state.assess_round
         assert assess is not None
         if not assess.policy_loaded:
-            return do.LoadPolicy(round=round_)
+            return do.LoadPolicy(round=round_, portfolio=portfolio(state))
         if not assess.loan_read:
             return do.ReadLoan(round=round_, reported=state.loan)
         assert state.loan is not None and state.credit is not None

@@ -20,7 +20,6 @@ from decimal import Decimal
 from pydantic import BaseModel, ConfigDict, Field
 
 from decisions.clock import PolicyClock
-from decisions.policy import Policy
 from schemas.assessment import Assessment, CreditRecord, FinancialProfile, ReasonCode
 from schemas.case import Attention, CaseOutcome, CaseStage, InstalmentStatus
 from schemas.contact import ContactAttempt, ContactHolds
@@ -342,8 +341,8 @@ class CaseState(Record):
 
 
 class CaseStart(BaseModel):
-    """The case workflow's one argument. ``carried`` and ``policy`` are set only by
-    continue-as-new: the next run starts from the whole state and the policy in force."""
+    """The case workflow's one argument. ``carried`` is set only by continue-as-new: the next
+    run starts from the whole state (and loads the policy in force for its next decisions)."""
 
     model_config = ConfigDict(extra="ignore")
 
@@ -352,4 +351,3 @@ class CaseStart(BaseModel):
     continue_as_new_after_events: int = 5_000
     """Safety margin under Temporal's 50k-event limit; a 36-month plan stays well below it."""
     carried: CaseState | None = None
-    policy: Policy | None = None

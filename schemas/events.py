@@ -101,6 +101,8 @@ class LoanOverdue(Event):
     remaining_term_months: Annotated[int, Field(ge=0, le=600, strict=True)]
     annual_interest_rate: Rate
     """Nominal annual rate as a fraction, e.g. ``0.0435``."""
+    portfolio: OpaqueId | None = None
+    """The bank's portfolio (e.g. ``cards``): picks the case's policy (``decisions.portfolios``)."""
 
     @model_validator(mode="after")
     def _consistent(self) -> LoanOverdue:

@@ -1,8 +1,10 @@
-"""Drive a simulated portfolio through a running stack.
+"""Drive a simulated portfolio through a running stack, changing nothing about the stack.
 
 Core banking's part: publish each loan's overdue event (``loan.overdue.v1``), the borrowers'
 payments (``loan.payment.v1``), declared hardship (``customer.hardship.v1``) and cures
-(``loan.status.v1``). The borrowers' and operations' part: the case's updates, as the bank's
+(``loan.status.v1``); the stack's core-banking service learns them from those topics, as a
+bank's ledger would. The borrowers' and operations' part: signing on the e-signature service's
+page (whose callback tells the case), and the case's updates for the rest, as the bank's
 channels would send them. The simulation listens to ``case.events.v1`` like those channels do:
 every event about a case makes its borrower look at the case (the ``view`` query) and act.
 """
@@ -20,6 +22,7 @@ from datetime import UTC, date, datetime, timedelta
 from datetime import time as time_of_day
 from decimal import Decimal
 
+import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from pydantic import BaseModel
 from temporalio.client import (
@@ -29,7 +32,6 @@ from temporalio.client import (
 )
 from temporalio.service import RPCError
 
-from activities.esign import envelope_id_for
 from clients import connect_temporal, kafka_client_options
 from engine import actions
 from engine.actions import CaseAction, CaseAudit
@@ -45,6 +47,7 @@ from schemas.outbound import parse_case_event
 from settings import Settings
 from simulate import borrowers as b
 from simulate.portfolio import SimulatedLoan
+from simulate.signing import NoEnvelopeYet, act_on_signing_page
 from simulate.timescale import policy_now, server_time
 from workflows.handle import CaseHandle
 
@@ -388,10 +391,7 @@ class Simulation:
             case b.DeclineOffer():
                 return await self._update(record, actions.Decline())
             case b.SignAgreement(agreement_id=agreement_id):
-                return await self._update(
-                    record,
-                    actions.Sign(envelope_id=envelope_id_for(agreement_id)),
-                )
+                return await self._sign(agreement_id)
             case b.RaiseDispute():
                 return await self._update(record, actions.Dispute(raised_by=loan.borrower_id))
             case b.ResolveDispute(upheld=upheld):
@@ -412,6 +412,19 @@ class Simulation:
                 if self.config.borrowers_pay:
                     self._schedule_payment(record, view, action)
                 return True
+        return True
+
+    async def _sign(self, agreement_id: str) -> bool:
+        """On the e-signature service's page; False until the case has opened the envelope."""
+        try:
+            async with self._slots:
+                await act_on_signing_page(self.settings, agreement_id)
+        except NoEnvelopeYet:
+            return False
+        except httpx.HTTPError as error:
+            # Signed meanwhile (409 on a second submit) or the service briefly away: look again.
+            log.debug("signing %s failed: %s", agreement_id, error)
+            return False
         return True
 
     # ------------------------------------------------------------------ money

@@ -103,8 +103,10 @@ def generate_portfolio(
     loan_prefix: str = "SIM",
     currency: Currency = "CNY",
     products: Sequence[ProductType] | None = None,
+    portfolio: str | None = None,
 ) -> list[SimulatedLoan]:
-    """``count`` overdue loans as of ``as_of``; the same arguments give the same portfolio."""
+    """``count`` overdue loans as of ``as_of``; the same arguments give the same portfolio.
+    ``portfolio`` tags every loan (it picks the policy its cases run under)."""
     if count < 0:
         raise ValueError("count: must be >= 0")
     if as_of.tzinfo is None:
@@ -116,9 +118,11 @@ def generate_portfolio(
     loans = []
     for index, profile in enumerate(profiles):
         product = rng.choices(chosen, weights)[0]
-        loans.append(
-            _loan(rng, index, profile, product, as_of, f"{loan_prefix}-{index:06d}", currency)
-        )
+        loan = _loan(rng, index, profile, product, as_of, f"{loan_prefix}-{index:06d}", currency)
+        if portfolio is not None:
+            tagged = loan.overdue.model_copy(update={"portfolio": portfolio})
+            loan = SimulatedLoan(tagged, loan.profile, loan.finances, loan.behaviour_seed)
+        loans.append(loan)
     return loans
 
 

@@ -61,7 +61,10 @@ def write_compressed_policy(
         data["contact_pack"] = str(resolve_contact_pack(pack, source_path.resolve()))
     data.setdefault("durations", {})[TIME_SCALE_FIELD] = scale
     target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(to_toml(data))
+    # Atomically: a case opening meanwhile reads the old policy or the new one, never half.
+    scratch = target.with_suffix(target.suffix + ".tmp")
+    scratch.write_text(to_toml(data))
+    scratch.replace(target)
     policy = load_policy(target)
     return CompressedPolicy(
         path=target,

@@ -1,14 +1,14 @@
 """Accord's own processes under the stack: the Temporal worker and the faust stream processor.
 
 Both run the production entry points (`accord worker`, `accord stream`) with the stack's
-settings passed down as ACCORD_* environment variables.
+settings passed down as ACCORD_* environment variables; each is probed on its own endpoint.
 """
 
 from __future__ import annotations
 
-import asyncio
 import sys
 
+import httpx
 from temporalio.api.enums.v1 import TaskQueueType
 from temporalio.api.taskqueue.v1 import PollerInfo, TaskQueue
 from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
@@ -39,6 +39,11 @@ class TemporalWorker(Component):
     def env(self) -> dict[str, str]:
         return child_env(self.settings)
 
+    @property
+    def health_url(self) -> str:
+        worker = self.settings.worker
+        return f"http://{worker.listen_host}:{worker.health_port}/health"
+
     def port_claims(self) -> list[PortClaim]:
         worker = self.settings.worker
         return [
@@ -49,10 +54,9 @@ class TemporalWorker(Component):
     async def probe(self) -> None:
         """The worker's own health endpoint: healthy once this very process has polled (a dead
         worker's poller entry lingers on the task queue for minutes)."""
-        worker = self.settings.worker
-        status = await http_get_status(worker.listen_host, worker.health_port, "/health")
-        if status != 200:
-            raise StackError(f"worker health answered HTTP {status} (not polling yet)")
+        from stack.services import probe_health
+
+        await probe_health(self.health_url, "worker")
 
 
 async def workflow_pollers(settings: Settings) -> list[PollerInfo]:
@@ -96,22 +100,7 @@ class StreamProcessor(Component):
         return child_env(self.settings)
 
     async def probe(self) -> None:
-        status = await http_get_status(self.web_host, self.settings.streams.web_port, "/")
-        if status != 200:
-            raise StackError(f"faust web answered HTTP {status} on /")
-
-
-async def http_get_status(host: str, port: int, path: str) -> int:
-    """The status code of a plain HTTP/1.0 GET (no client library for one line of protocol)."""
-    async with asyncio.timeout(HTTP_TIMEOUT_SECONDS):
-        reader, writer = await asyncio.open_connection(host, port)
-        try:
-            writer.write(f"GET {path} HTTP/1.0\r\nHost: {host}:{port}\r\n\r\n".encode())
-            await writer.drain()
-            status_line = (await reader.readline()).decode("latin-1")
-        finally:
-            writer.close()
-    parts = status_line.split()
-    if len(parts) < 2 or not parts[1].isdigit():
-        raise StackError(f"not an HTTP response: {status_line!r}")
-    return int(parts[1])
+        async with httpx.AsyncClient(timeout=HTTP_TIMEOUT_SECONDS) as client:
+            answer = await client.get(f"{self.address}")
+        if answer.status_code != 200:
+            raise StackError(f"faust web answered HTTP {answer.status_code} on /")

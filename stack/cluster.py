@@ -23,6 +23,7 @@ import time
 from importlib import resources
 from pathlib import Path
 
+import httpx
 import yaml
 from google.protobuf.duration_pb2 import Duration
 from temporalio.api.workflowservice.v1 import GetSystemInfoRequest, RegisterNamespaceRequest
@@ -30,13 +31,14 @@ from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
 from settings import ClusterSettings, Settings
-from stack.apps import StreamProcessor, TemporalWorker, http_get_status
+from stack.apps import HTTP_TIMEOUT_SECONDS, StreamProcessor, TemporalWorker
 from stack.builds import ensure_built, temporal_server_build, temporal_ui_build
 from stack.component import Component
 from stack.errors import StackError
 from stack.kafka import KafkaBroker, ensure_topics, replication_properties, topic_partitions
 from stack.ports import PortClaim, split_host_port
 from stack.postgres import PostgresServer
+from stack.services import ContactService, CoreBankingService, ESignService, WebhookReceiver
 from stack.temporal import (
     CLOSED_WORKFLOW_RETENTION,
     RPC_TIMEOUT,
@@ -360,9 +362,11 @@ class TemporalUI(Component):
                 "start"]  # fmt: skip
 
     async def probe(self) -> None:
-        status = await http_get_status(self.host, self.settings.temporal.ui_port, "/healthz")
-        if status != 200:
-            raise StackError(f"UI answered HTTP {status} on /healthz")
+        url = f"http://{self.host}:{self.settings.temporal.ui_port}/healthz"
+        async with httpx.AsyncClient(timeout=HTTP_TIMEOUT_SECONDS) as client:
+            answer = await client.get(url)
+        if answer.status_code != 200:
+            raise StackError(f"UI answered HTTP {answer.status_code} on /healthz")
 
 
 # --- the apps --------------------------------------------------------------------------------
@@ -457,6 +461,11 @@ def cluster_components(settings: Settings) -> list[Component]:
         *(ClusterKafkaBroker(settings, node) for node in range(1, len(cluster.kafka_brokers) + 1)),
         TemporalServer(settings),
         TemporalUI(settings),
+        # The bank's systems the workers reach over HTTP: the embedded stand-ins, as on dev.
+        *(
+            service(app_settings(settings))
+            for service in (CoreBankingService, ESignService, ContactService, WebhookReceiver)
+        ),
         *(ClusterWorker(settings, n) for n in range(1, cluster.workers + 1)),
         *(ClusterStreamProcessor(settings, n) for n in range(1, cluster.stream_processors + 1)),
     ]

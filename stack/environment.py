@@ -36,7 +36,7 @@ def _flatten(model: BaseModel, prefix: str, env: dict[str, str]) -> None:
             env[key] = str(value.resolve())  # children may run in another directory
         elif isinstance(value, bool):
             env[key] = "true" if value else "false"
-        elif isinstance(value, list | dict):
+        elif isinstance(value, list | tuple | dict):
             env[key] = json.dumps(_plain(value))  # pydantic-settings reads complex values as JSON
         else:
             env[key] = str(value)
@@ -51,7 +51,9 @@ def child_env(settings: Settings) -> dict[str, str]:
 def _plain(value: Any) -> Any:
     if isinstance(value, SecretStr):
         return value.get_secret_value()
-    if isinstance(value, list):
+    if isinstance(value, Path):
+        return str(value.resolve())
+    if isinstance(value, list | tuple):
         return [_plain(item) for item in value]
     if isinstance(value, dict):
         return {key: _plain(item) for key, item in value.items()}

@@ -33,9 +33,10 @@ def isolated_settings(data_dir: Path, **overrides: Any) -> Settings:
     (``temporal={"namespace": "x"}`` keeps the fresh address)."""
     host = split_host_port(TemporalSettings().address)[0]
     kafka_host = split_host_port(KafkaSettings().bootstrap_servers)[0]
-    kafka_port, controller_port, temporal_port, ui_port, web_port, health_port, metrics_port = (
-        pick_free_ports(7, host)
-    )
+    (
+        kafka_port, controller_port, temporal_port, ui_port, web_port,
+        core_banking_port, esign_port, contact_port, webhooks_port, health_port, metrics_port,
+    ) = pick_free_ports(11, host)  # fmt: skip
     values: dict[str, Any] = {
         "data_dir": data_dir,
         "temporal": {"address": f"{host}:{temporal_port}", "ui_port": ui_port},
@@ -43,6 +44,10 @@ def isolated_settings(data_dir: Path, **overrides: Any) -> Settings:
         "streams": {"web_port": web_port},
         "worker": {"listen_host": host, "health_port": health_port, "metrics_port": metrics_port},
         "stack": {"kafka_controller_port": controller_port},
+        "core_banking": {"url": f"http://{host}:{core_banking_port}"},
+        "esign": {"url": f"http://{host}:{esign_port}"},
+        "contact": {"url": f"http://{host}:{contact_port}"},
+        "webhooks": {"host": host, "port": webhooks_port},
     }
     for key, value in overrides.items():
         values[key] = values.get(key, {}) | value if isinstance(value, dict) else value

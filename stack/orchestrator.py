@@ -1,11 +1,15 @@
-"""The embedded stack as a whole: bring components up in dependency order, report, tear down."""
+"""The embedded stack as a whole: bring components up in dependency order, report, tear down.
+
+The processes run under supervisord (``stack.supervision``): a component that dies is restarted
+with back-off while the others keep running, in the foreground as detached; `status` reports
+what happened (restarts, last exit).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import json
-import subprocess
 import time
 from collections.abc import Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass
@@ -18,19 +22,31 @@ from stack.apps import StreamProcessor, TemporalWorker
 from stack.component import Component
 from stack.errors import ComponentUnhealthyError, StackError
 from stack.kafka import KafkaBroker
-from stack.processes import PidState, ProcessSupervisor, write_atomically
+from stack.processes import PidState, write_atomically
+from stack.services import ContactService, CoreBankingService, ESignService, WebhookReceiver
+from stack.supervision import ALIVE_STATES, Supervisord
 from stack.temporal import TemporalDevServer
 
 COMPONENT_TYPES: dict[str, type[Component]] = {
-    cls.name: cls for cls in (KafkaBroker, TemporalDevServer, TemporalWorker, StreamProcessor)
+    cls.name: cls
+    for cls in (
+        KafkaBroker,
+        TemporalDevServer,
+        TemporalWorker,
+        StreamProcessor,
+        CoreBankingService,
+        ESignService,
+        ContactService,
+        WebhookReceiver,
+    )
 }
 COMPONENT_NAMES = tuple(COMPONENT_TYPES)
 INFRASTRUCTURE = ("kafka", "temporal")
 
 
 class Topology(StrEnum):
-    """``dev``: one broker, the Temporal dev server on SQLite, one worker, one stream processor.
-    ``cluster``: the production shape (stack.cluster)."""
+    """``dev``: one broker, the Temporal dev server on SQLite, one worker, one stream processor
+    and the embedded services. ``cluster``: the production shape (stack.cluster)."""
 
     DEV = "dev"
     CLUSTER = "cluster"
@@ -65,6 +81,9 @@ class ComponentStatus:
     pid: int | None
     address: str
     detail: str = ""
+    restarts: int = 0
+    """Times supervision restarted it since it was last brought up."""
+    last_exit: str = ""
 
 
 def parse_selection(
@@ -101,14 +120,14 @@ class Stack:
         topology: Topology | str = Topology.DEV,
     ) -> None:
         self.settings = settings
+        self.supervisor = Supervisord(settings.data_dir.resolve())
         self.topology = Topology(topology)
-        self.supervisor = ProcessSupervisor(settings.data_dir.resolve())
-        available = topology_components(settings, self.topology)
-        self.names = tuple(component.name for component in available)
+        self.available = topology_components(settings, self.topology)
+        self.names = tuple(component.name for component in self.available)
         self.selected = parse_selection(only, self.names)
-        self.components = [c for c in available if c.name in self.selected]
+        self.components = [c for c in self.available if c.name in self.selected]
         self.report = report or (lambda message: None)
-        self._children: dict[str, subprocess.Popen[bytes]] = {}  # started by this object
+        self._started: set[str] = set()  # started by this object
 
     @property
     def selection_file(self) -> Path:
@@ -123,6 +142,7 @@ class Stack:
         """
         try:
             self._check_ports()
+            await asyncio.to_thread(self._ensure_supervisord)
             for phase in sorted({component.phase for component in self.components}):
                 await run_all(
                     self._bring_up(component)
@@ -131,6 +151,8 @@ class Stack:
                 )
         except BaseException:
             await self._stop_started()
+            if not await asyncio.to_thread(self.supervisor.any_alive):
+                await asyncio.to_thread(self.supervisor.shutdown)
             raise
         self.supervisor.run_dir.mkdir(parents=True, exist_ok=True)
         # Bringing up a subset (e.g. restarting one component) adds to what `status` reports.
@@ -143,56 +165,53 @@ class Stack:
         return await self.status()
 
     def _check_ports(self) -> None:
-        self.clean_stale_pid_files()
         for component in self.components:
             if self.supervisor.state(component.name)[0] is not PidState.RUNNING:
                 for claim in component.port_claims():
                     claim.ensure_free()
 
-    def clean_stale_pid_files(self) -> list[str]:
-        """Remove pid files whose process is gone (or is no longer ours); report each."""
-        cleaned = []
-        for component in self.components:
-            record = self.supervisor.read_pid(component.name)
-            if self.supervisor.clean_stale(component.name):
-                pid = record.pid if record else "?"
-                self.report(
-                    f"{component.name}: removed stale pid file "
-                    f"{self.supervisor.pid_file(component.name)} (pid {pid} is not ours/running)"
-                )
-                cleaned.append(component.name)
-        return cleaned
+    def _ensure_supervisord(self) -> None:
+        """Every known component is a program (none starts by itself): a later `up` of another
+        selection on this data dir finds it configured."""
+        programs = [(component.name, component.stop_timeout) for component in self.available]
+        self.supervisor.write_config(programs)
+        self.supervisor.ensure_daemon()
 
     async def _bring_up(self, component: Component) -> None:
         state, record = self.supervisor.state(component.name)
         if state is PidState.RUNNING and record is not None:
             self.report(f"{component.name}: already running (pid {record.pid})")
-            await self._wait_healthy(component, child=None)
+            await self._wait_healthy(component, started=False)
             await component.bootstrap()
             return
         started = time.monotonic()
         await asyncio.to_thread(component.prepare)
-        child = self.supervisor.start(
+        self.supervisor.write_launch(
             component.name, component.command(), component.env(), component.cwd()
         )
-        self._children[component.name] = child
-        self.report(f"{component.name}: started (pid {child.pid}), waiting until healthy")
-        await self._wait_healthy(component, child)
+        self.supervisor.reset_history(component.name)
+        await asyncio.to_thread(self.supervisor.start, component.name)
+        self._started.add(component.name)
+        record = self.supervisor.read_pid(component.name)
+        pid = record.pid if record else "?"
+        self.report(f"{component.name}: started (pid {pid}), waiting until healthy")
+        await self._wait_healthy(component, started=True)
         await component.bootstrap()
         elapsed = time.monotonic() - started
         self.report(f"{component.name}: healthy at {component.address} ({elapsed:.1f}s)")
 
-    async def _wait_healthy(
-        self, component: Component, child: subprocess.Popen[bytes] | None
-    ) -> None:
+    async def _wait_healthy(self, component: Component, started: bool) -> None:
         deadline = time.monotonic() + component.startup_timeout
         last_error = "no answer yet"
         while True:
-            exit_code = child.poll() if child is not None else None
-            if exit_code is not None or (
-                child is None and self.supervisor.state(component.name)[0] is not PidState.RUNNING
-            ):
-                raise self._unhealthy(component, f"exited (code {exit_code}) while starting")
+            info = await asyncio.to_thread(self.supervisor.info, component.name)
+            if info is None or info.state not in ("STARTING", "RUNNING"):
+                # Died while starting (supervisord would retry it): report instead.
+                if started:
+                    await asyncio.to_thread(self.supervisor.stop, component.name)
+                    self._started.discard(component.name)
+                state = info.description if info is not None else "not running"
+                raise self._unhealthy(component, f"exited while starting ({state})")
             try:
                 async with asyncio.timeout(STATUS_PROBE_SECONDS):
                     await component.probe()
@@ -215,22 +234,21 @@ class Stack:
         )
 
     async def _stop_started(self) -> None:
-        started = [c for c in self.components if c.name in self._children]
+        started = [c for c in self.components if c.name in self._started]
         await self._stop(started)
 
     # --- supervise (foreground) -------------------------------------------------------------
 
     async def supervise(self, stop: asyncio.Event, poll_seconds: float = 1.0) -> None:
-        """Return when ``stop`` is set; raise if a component exits on its own meanwhile."""
+        """Return when ``stop`` is set, reporting each restart supervision makes meanwhile
+        (a component that dies is restarted; the others keep running)."""
+        seen = {c.name: self.supervisor.history(c.name).restarts for c in self.components}
         while not stop.is_set():
             for component in self.components:
-                child = self._children.get(component.name)
-                exited = child.poll() is not None if child is not None else (
-                    self.supervisor.state(component.name)[0] is not PidState.RUNNING
-                )  # fmt: skip
-                if exited:
-                    code = child.returncode if child is not None else None
-                    raise self._unhealthy(component, f"exited unexpectedly (code {code})")
+                history = self.supervisor.history(component.name)
+                if history.restarts > seen[component.name]:
+                    seen[component.name] = history.restarts
+                    self.report(f"{component.name}: {history.describe()}")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), poll_seconds)
 
@@ -256,23 +274,30 @@ class Stack:
         return list(await asyncio.gather(*(self._status(c) for c in self.components)))
 
     async def _status(self, component: Component) -> ComponentStatus:
-        state, record = self.supervisor.state(component.name)
-        if state is PidState.STOPPED:
-            return ComponentStatus(component.name, Health.STOPPED, None, component.address)
-        if state is PidState.STALE or record is None:
+        info = await asyncio.to_thread(self.supervisor.info, component.name)
+        history = self.supervisor.history(component.name)
+        seen = {"restarts": history.restarts, "last_exit": history.describe()}
+        if info is None or info.state not in ALIVE_STATES:
+            detail = f"{info.state.lower()}: {info.description}" if info and info.state in (
+                "FATAL", "EXITED") else ""  # fmt: skip
             return ComponentStatus(
-                component.name, Health.STOPPED, None, component.address,
-                f"stale pid file {self.supervisor.pid_file(component.name)}",
+                component.name, Health.STOPPED, None, component.address, detail, **seen
+            )
+        pid = info.pid or None
+        if info.state != "RUNNING":
+            return ComponentStatus(
+                component.name, Health.UNHEALTHY, pid, component.address,
+                f"{info.state.lower()} (supervision is restarting it)", **seen,
             )  # fmt: skip
         try:
             async with asyncio.timeout(STATUS_PROBE_SECONDS):
                 await component.probe()
         except Exception as error:  # reported, not raised: status shows every component
             return ComponentStatus(
-                component.name, Health.UNHEALTHY, record.pid, component.address,
-                describe_error(error),
+                component.name, Health.UNHEALTHY, pid, component.address,
+                describe_error(error), **seen,
             )  # fmt: skip
-        return ComponentStatus(component.name, Health.HEALTHY, record.pid, component.address)
+        return ComponentStatus(component.name, Health.HEALTHY, pid, component.address, **seen)
 
     # --- down -------------------------------------------------------------------------------
 
@@ -282,10 +307,16 @@ class Stack:
         Returns the names of the components that were running.
         """
         stopped = await self._stop(self.components)
-        if set(self.selected) == set(self.names) or not any(
-            self.supervisor.state(name)[0] is PidState.RUNNING for name in self.names
-        ):
+        if not await asyncio.to_thread(self.supervisor.any_alive):
+            await asyncio.to_thread(self.supervisor.shutdown)
             self.selection_file.unlink(missing_ok=True)
+        elif (recorded := self.recorded_selection()) is not None:
+            # `status` goes on covering what is still up.
+            remaining = [name for name in recorded if name not in self.selected]
+            write_atomically(
+                self.selection_file,
+                json.dumps({"topology": self.topology.value, "components": remaining}),
+            )
         return stopped
 
     async def _stop(self, components: list[Component]) -> list[str]:
@@ -296,7 +327,7 @@ class Stack:
                 *(asyncio.to_thread(self.supervisor.stop, c.name, c.stop_timeout) for c in batch)
             )
             for component, was_running in zip(batch, results, strict=True):
-                self._children.pop(component.name, None)
+                self._started.discard(component.name)
                 if was_running:
                     stopped.append(component.name)
                     self.report(f"{component.name}: stopped")

@@ -8,6 +8,7 @@ from typing import Any
 
 from schemas.assessment import FinancialProfile
 from schemas.events import LoanOverdue
+from schemas.plan import Agreement
 
 
 def loan(**overrides: Any) -> LoanOverdue:
@@ -46,3 +47,29 @@ def profile(**overrides: Any) -> FinancialProfile:
     }
     fields.update(overrides)
     return FinancialProfile(**fields)
+
+
+def agreement(overdue: LoanOverdue | None = None, **profile_overrides: Any) -> Agreement:
+    """The agreement the default policy issues for ``overdue``'s best offered plan."""
+    from decisions.plans import issue_agreement, propose
+    from decisions.policy import load_policy
+    from decisions.tiering import assess
+    from schemas.assessment import CreditRecord, Engagement
+    from schemas.plan import AgreementRefused
+
+    overdue = overdue or loan()
+    policy = load_policy()
+    assessment = assess(overdue, profile(**profile_overrides), CreditRecord(), Engagement(), policy)
+    issued_at = datetime.now(UTC)
+    proposal = propose(overdue, assessment, policy, issued_at.date())
+    best = min(proposal.offered, key=lambda option: option.rank)
+    issued = issue_agreement(
+        agreement_id=f"{overdue.case_id}-a1",
+        case_id=overdue.case_id,
+        option=best,
+        loan=overdue,
+        policy=policy,
+        issued_at=issued_at,
+    )
+    assert not isinstance(issued, AgreementRefused), issued
+    return issued

@@ -60,11 +60,15 @@ async def temporal_client(stack_settings: Settings) -> Client:
     return await connect_temporal(stack_settings)
 
 
-@pytest.fixture(scope="session")
+APPS = ("worker", "stream", "core-banking", "esign", "contact", "webhooks")
+
+
+@pytest.fixture(scope="module")
 async def stack_apps(embedded_stack: Stack) -> AsyncIterator[Stack]:
-    """Opt-in: the worker and the stream processor (`accord worker`, `accord stream`) as
-    supervised child processes against the embedded stack; healthy when yielded."""
-    apps = Stack(embedded_stack.settings, only=["worker", "stream"])
+    """Opt-in: the worker, the stream processor and the embedded external systems (core
+    banking, e-signature, contact gateway, webhook receiver) as supervised processes against
+    the embedded stack; healthy when yielded."""
+    apps = Stack(embedded_stack.settings, only=APPS)
     try:
         await apps.up()
         yield apps

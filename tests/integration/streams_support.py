@@ -42,6 +42,7 @@ from stack.environment import child_env
 from stack.kafka import KafkaBroker
 from stack.ports import pick_free_ports
 from streams.app import HEALTH_PATH, METRICS_PATH
+from worker import case_workflow_runner
 from workflows.case import CaseWorkflow
 from workflows.handle import CaseHandle
 
@@ -266,17 +267,19 @@ async def wait_until(
 class AccordProcess:
     """An ``accord`` subcommand as a child process with the given settings."""
 
-    def __init__(self, settings: Settings, log_dir: Path, name: str, command: str) -> None:
+    def __init__(
+        self, settings: Settings, log_dir: Path, name: str, command: str, *args: str
+    ) -> None:
         self.settings = settings
         self.name = name
-        self.command = command
+        self.command = [command, *args]
         self.log_path = log_dir / f"{name}.log"
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> Self:
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "cli.main", self.command],
+                [sys.executable, "-m", "cli.main", *self.command],
                 env=child_env(self.settings),
                 cwd=REPO_ROOT,
                 stdout=log,
@@ -390,32 +393,49 @@ async def stream_processes(
 
 @contextlib.asynccontextmanager
 async def case_worker(settings: Settings, log_dir: Path) -> AsyncIterator[AccordProcess]:
-    """``accord worker``: the case workflow with all its activities, for this test's queue."""
+    """``accord worker``: the case workflow with all its activities, for this test's queue,
+    with the core-banking and contact services it calls (on ports of their own)."""
+    host = StreamProcessor(settings).web_host
+    core_port, contact_port, health_port = pick_free_ports(3, host)
+    settings = settings.model_copy(
+        update={
+            "core_banking": settings.core_banking.model_copy(
+                update={"url": f"http://{host}:{core_port}"}
+            ),
+            "contact": settings.contact.model_copy(update={"url": f"http://{host}:{contact_port}"}),
+            "worker": settings.worker.model_copy(update={"health_port": health_port}),
+        }
+    )
+    services = [
+        AccordProcess(settings, log_dir, name, "service", "run", name).start()
+        for name in ("core-banking", "contact")
+    ]
     worker = AccordProcess(settings, log_dir, "worker", "worker").start()
     try:
         yield worker
     finally:
-        worker.stop()
+        for process in (worker, *services):
+            process.stop()
 
 
 @activity.defn(name="load_policy")
-async def bundled_policy() -> Policy:
+async def bundled_policy(portfolio: str | None = None) -> Policy:
     return load_policy()
 
 
 @contextlib.asynccontextmanager
 async def case_workflow_worker(client: Client, settings: Settings) -> AsyncIterator[None]:
     """The real case workflow without its I/O, in this process: each case loads the bundled
-    policy and then waits on its first call to core banking, which nothing here serves (retried
-    by the server), while signals and queries are served. Ingestion is what these tests measure;
-    1,000 cases each contacting a borrower would only measure this 2-core machine. (Refusing
-    the policy instead, with a non-retryable PolicyError, failed every case at its first step:
-    WORKFLOW_EXECUTION_FAILED, so a later signal or terminate found the case closed.)"""
+    policy and then waits on its first call to core banking, which nothing here serves, while
+    signals and queries are served. Ingestion is what these tests measure; 1,000 cases each
+    contacting a borrower would only measure this 2-core machine. (Refusing the policy instead
+    failed every case at its first step, so a later signal or terminate found the case closed.)"""
     async with Worker(
         client,
         task_queue=settings.temporal.task_queue,
         workflows=[CaseWorkflow],
         activities=[bundled_policy],
+        workflow_runner=case_workflow_runner(),
     ):
         yield
 

@@ -24,7 +24,7 @@ from stack.errors import ComponentUnhealthyError, PortInUseError
 from stack.kafka import KafkaBroker, topic_partitions
 from stack.orchestrator import INFRASTRUCTURE, Health, Stack
 from stack.ports import port_is_free, split_host_port
-from stack.processes import PidRecord, PidState, group_alive, read_start_ticks
+from stack.processes import PidState, group_alive
 from stack.temporal import CLOSED_WORKFLOW_RETENTION, SEARCH_ATTRIBUTES
 
 pytestmark = pytest.mark.integration
@@ -161,32 +161,23 @@ async def test_component_that_dies_while_starting_reports_its_log_tail(
     assert stack.supervisor.read_pid("kafka") is None
 
 
-async def test_stale_pid_files_are_detected_and_cleaned(
+async def test_a_dead_supervisor_leaves_nothing_that_looks_running(
     settings_factory: Callable[..., Settings],
 ) -> None:
+    # supervisord killed with its socket and pid file left behind.
     settings = settings_factory()
-    messages: list[str] = []
-    stack = Stack(settings, only=INFRASTRUCTURE, report=messages.append)
+    stack = Stack(settings, only=INFRASTRUCTURE)
     stack.supervisor.run_dir.mkdir(parents=True)
     exited = await asyncio.create_subprocess_exec(sys.executable, "-c", "pass")
     await exited.wait()
-    dead = PidRecord(pid=exited.pid, command=["java"], start_ticks=None)
-    # A live pid that is not ours: this test process, with a different start time.
-    recycled = PidRecord(
-        pid=os.getpid(), command=["temporal"], start_ticks=(read_start_ticks(os.getpid()) or 0) + 1
-    )
-    stack.supervisor.pid_file("kafka").write_text(dead.to_json())
-    stack.supervisor.pid_file("temporal").write_text(recycled.to_json())
+    stack.supervisor.pid_file_path.write_text(str(exited.pid))
+    stack.supervisor.socket.write_text("")
 
-    statuses = {s.name: s for s in await stack.status()}
-    assert all(s.health is Health.STOPPED for s in statuses.values())
-    assert all("stale pid file" in s.detail for s in statuses.values())
+    statuses = await stack.status()
 
-    assert sorted(stack.clean_stale_pid_files()) == ["kafka", "temporal"]  # as `up` does first
-
-    assert not stack.supervisor.pid_file("kafka").exists()
-    assert not stack.supervisor.pid_file("temporal").exists()
-    assert any("kafka: removed stale pid file" in m for m in messages), messages
+    assert all(s.health is Health.STOPPED and s.pid is None for s in statuses), statuses
+    assert not stack.supervisor.running()
+    assert await stack.down() == []
 
 
 def test_children_read_back_the_same_settings(
