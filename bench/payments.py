@@ -59,7 +59,7 @@ from settings import Settings
 from stack.environment import child_env
 from stack.orchestrator import Stack
 from stack.ports import pick_free_ports
-from stack.processes import ProcessSupervisor
+from stack.supervision import Supervisord
 from streams.app import METRICS_PATH
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -117,7 +117,7 @@ def listening_ports(pid: int) -> set[int]:
 
 
 async def temporal_metrics_address(settings: Settings) -> str:
-    record = ProcessSupervisor(settings.data_dir.resolve()).read_pid("temporal")
+    record = Supervisord(settings.data_dir.resolve()).read_pid("temporal")
     assert record is not None, "no Temporal server running"
     host = settings.temporal.address.split(":")[0]
     for port in sorted(listening_ports(record.pid)):
@@ -336,7 +336,7 @@ async def run(arguments: argparse.Namespace) -> None:
     async with bench_stack("payments", keep=arguments.keep, streams=streams) as settings:
         topics = settings.kafka.topics
         namespace = settings.temporal.namespace
-        temporal_pid = ProcessSupervisor(settings.data_dir.resolve()).read_pid("temporal")
+        temporal_pid = Supervisord(settings.data_dir.resolve()).read_pid("temporal")
         assert temporal_pid is not None
         metrics_address = await temporal_metrics_address(settings)
         stride = round(1 / arguments.open_share)
@@ -376,7 +376,7 @@ async def run(arguments: argparse.Namespace) -> None:
         temporal_cpu = cpu(temporal_pid.pid)
         stream = Stack(settings, only=["stream"])
         await stream.up()
-        stream_pid = ProcessSupervisor(settings.data_dir.resolve()).read_pid("stream")
+        stream_pid = Supervisord(settings.data_dir.resolve()).read_pid("stream")
         assert stream_pid is not None
         try:
             with PySpy(stream_pid.pid, "payments-stream", enabled=arguments.profile) as spy:
