@@ -33,7 +33,7 @@ import sys
 import tarfile
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -227,13 +227,18 @@ async def follow_commits(
     total: int,
     window: float | None,
     pid: int | None = None,
+    exited: Callable[[], int | None] | None = None,
 ) -> Followed:
     """Events committed from the group's first commit until ``total`` or the window's end, the
-    seconds that took and the processor's CPU seconds in between (its start-up excluded)."""
+    seconds that took and the processor's CPU seconds in between (its start-up excluded).
+    ``exited`` (the processor's exit code, None while it runs): a processor that died fails the
+    run instead of leaving it waiting for a first commit forever."""
     tps = await partitions(settings, topic)
     first: tuple[float, int] | None = None
     first_cpu = 0.0
     while True:
+        if exited is not None and (code := exited()) is not None:
+            raise RuntimeError(f"the processor exited with {code} (its log: logs/stream-*.log)")
         try:
             committed = await committed_total(settings, group, tps)
         except KafkaError as error:
@@ -425,6 +430,7 @@ async def run(arguments: argparse.Namespace) -> None:
                     total,
                     arguments.baseline_seconds,
                     processor.process.pid,
+                    processor.process.poll,
                 )
                 baseline.take(followed)
                 baseline.cpu_seconds = {
