@@ -52,9 +52,12 @@ class KafkaTopics(BaseModel):
     hardship: str = "customer.hardship.v1"
     case_events: str = "case.events.v1"
     dlq_suffix: str = ".dlq"
+    # Every loan-keyed topic (inbound, case events, dead letters, the stream's table changelogs)
+    # has this many partitions: the stream's tables are co-partitioned with its topics by it.
     partitions: int = 6
     # Copies of each partition on distinct brokers: 1 on the single dev broker; the cluster
-    # topology (stack.cluster) and production run 3, with min.insync.replicas 2.
+    # topology (stack.cluster) and production run 3, with min.insync.replicas 2 set on the
+    # brokers, so it holds for the topics faust creates too (the tables' changelogs).
     replication_factor: int = Field(default=1, ge=1)
 
     def inbound(self) -> list[str]:

@@ -28,6 +28,7 @@ from datetime import UTC, datetime
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
+from prometheus_client.parser import text_string_to_metric_families
 from temporalio.client import Client
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
@@ -50,7 +51,7 @@ from stack.kafka import topic_partitions
 from stack.orchestrator import Stack
 from stack.processes import ProcessSupervisor
 from streams.app import METRICS_PATH
-from streams.ingest import CASE_WORKFLOW, initial_search_attributes
+from streams.cases import CASE_WORKFLOW, initial_search_attributes
 from workflows.handle import open_case
 
 
@@ -285,12 +286,13 @@ async def phase_replay(settings: Settings, events: list[LoanOverdue]) -> PhaseRe
     duplicates (first to last recognised), sampled every 20 ms."""
     address = f"{settings.kafka.bootstrap_servers.split(':')[0]}:{settings.streams.web_port}"
     topic = settings.kafka.topics.overdue
-    sample = f'accord_streams_events_total{{topic="{topic}",outcome="skipped",reason="duplicate"}}'
+    duplicate = {"topic": topic, "outcome": "skipped", "reason": "duplicate"}
 
     async def duplicates() -> int:
-        for line in (await scrape(address, METRICS_PATH)).splitlines():
-            if line.startswith(sample):
-                return int(float(line.rsplit(" ", 1)[1]))
+        for family in text_string_to_metric_families(await scrape(address, METRICS_PATH)):
+            for sample in family.samples:
+                if sample.name == "accord_streams_events_total" and sample.labels == duplicate:
+                    return int(sample.value)
         return 0
 
     already = await duplicates()

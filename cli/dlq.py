@@ -57,12 +57,18 @@ def redrive(topic: str) -> None:
     Progress is committed on the dead-letter topic (consumer group <group>.dlq-redrive) after each
     record is re-published, so a second run only re-drives what was dead-lettered since. A record
     re-driven but not yet committed when the command dies is re-driven again; the case ignores
-    an event id it has already applied.
+    an event id it has already applied. A dead letter whose value was cut to fit is not
+    re-driven: its whole original is at the topic, partition and offset it names.
     """
     settings = get_settings()
     name = dead_letter_topic(settings, topic)
-    redriven = run_against_stack(settings, _redrive(settings, name))
+    redriven, partial = run_against_stack(settings, _redrive(settings, name))
     click.echo(f"re-drove {redriven} record(s) from {name}")
+    for record in partial:
+        click.echo(
+            f"not re-driven (value cut to fit; original at {origin_of(record)}): "
+            f"{record.topic}[{record.partition}]@{record.offset}"
+        )
 
 
 def dead_letter_topics(settings: Settings) -> list[str]:
@@ -152,9 +158,9 @@ async def _inspect(settings: Settings, topics: list[str], limit: int, show_value
         await consumer.stop()
 
 
-def describe(record: ConsumerRecord, show_value: bool) -> str:
+def origin_of(record: ConsumerRecord) -> str:
     headers = dead_letters.header_map(record.headers)
-    origin = "/".join(
+    return "/".join(
         headers.get(name, "?")
         for name in (
             dead_letters.ORIGINAL_TOPIC,
@@ -162,12 +168,18 @@ def describe(record: ConsumerRecord, show_value: bool) -> str:
             dead_letters.ORIGINAL_OFFSET,
         )
     )
+
+
+def describe(record: ConsumerRecord, show_value: bool) -> str:
+    headers = dead_letters.header_map(record.headers)
     key = record.key.decode(errors="replace") if record.key is not None else "-"
+    truncated_from = headers.get(dead_letters.TRUNCATED_FROM)
     line = (
-        f"{record.topic}[{record.partition}]@{record.offset} from={origin} "
+        f"{record.topic}[{record.partition}]@{record.offset} from={origin_of(record)} "
         f"kind={headers.get(dead_letters.ERROR_KIND, '?')} "
         f"event_id={headers.get(dead_letters.EVENT_ID, '-')} key={key} "
-        f"value_bytes={len(record.value or b'')} "
+        f"value_bytes={len(record.value or b'')}"
+        f"{f' truncated_from={truncated_from}' if truncated_from else ''} "
         f"at={headers.get(dead_letters.DEAD_LETTERED_AT, '?')}\n"
         f"    error: {headers.get(dead_letters.ERROR, '?')}"
     )
@@ -176,26 +188,31 @@ def describe(record: ConsumerRecord, show_value: bool) -> str:
     return line
 
 
-async def _redrive(settings: Settings, topic: str) -> int:
+async def _redrive(settings: Settings, topic: str) -> tuple[int, list[ConsumerRecord]]:
     consumer = await _consumer(settings, settings.kafka.consumer_group + REDRIVE_GROUP_SUFFIX)
     producer = AIOKafkaProducer(enable_idempotence=True, **kafka_client_options(settings.kafka))
     await producer.start()
     redriven = 0
+    partial: list[ConsumerRecord] = []
     try:
         # A dead-letter topic only holds its own inbound topic's records.
         origin = topic.removesuffix(settings.kafka.topics.dlq_suffix)
         partitions = await _partitions(settings, topic)
         async for record in _records(consumer, partitions, from_committed=True):
+            tp = TopicPartition(record.topic, record.partition)
+            if dead_letters.is_partial(record.headers):
+                partial.append(record)
+                await consumer.commit({tp: record.offset + 1})
+                continue
             await producer.send_and_wait(
                 origin,
                 record.value,
                 key=record.key,
                 headers=dead_letters.without_dead_letter_headers(record.headers),
             )
-            tp = TopicPartition(record.topic, record.partition)
             await consumer.commit({tp: record.offset + 1})
             redriven += 1
     finally:
         await producer.stop()
         await consumer.stop()
-    return redriven
+    return redriven, partial

@@ -299,6 +299,9 @@ class Durations(Contract):
     max_counter_proposals: Rounds = 2
     max_reproposal_rounds: Rounds = 2
     default_after_missed_instalments: Annotated[int, Field(ge=1, le=12, strict=True)] = 2
+    hardship_hold_days: Annotated[int, Field(ge=1, le=365, strict=True)] = 30
+    """How long a hardship declaration made before its loan has an open case is kept for the
+    case (the stream processor applies it when the case opens); older ones are dropped."""
     time_scale: Annotated[int, Field(ge=1, le=MAX_TIME_SCALE, strict=True)] = 1
     """Policy seconds per server second. 1 in production; a simulation sets 86,400 so a policy
     day passes in a second. A case keeps the scale it opened with."""
@@ -312,6 +315,11 @@ class Durations(Contract):
         if any(day >= self.signature_expiry_days for day in self.signature_reminder_days):
             raise ValueError("signature_reminder_days: each must be before signature_expiry_days")
         return self
+
+    @property
+    def hardship_hold(self) -> timedelta:
+        """In server time: a simulation's compressed policy days pass faster."""
+        return timedelta(days=self.hardship_hold_days) / self.time_scale
 
     @property
     def info_deadline(self) -> timedelta:

@@ -1,49 +1,57 @@
-"""Inbound events into Temporal: validate, start or signal the case, dead-letter what cannot be.
+"""Inbound events into cases: validate, decide from the loan's state, call Temporal only for a loan
+that has (or gets) a case, dead-letter what cannot be delivered.
 
-Independent of faust so the delivery rules read in one place:
+Independent of faust so the delivery rules read in one place (``streams.state`` keeps the
+per-loan state, ``streams.cases`` makes the Temporal calls, ``streams.ordering`` keeps per-loan
+order across topics):
 
-* ``loan.overdue.v1`` → signal-with-start of ``case-<loan>-<delinquent_since>`` with
-  REJECT_DUPLICATE: a running case gets the signal (the workflow drops an ``event_id`` it has
-  seen), a closed case is not reopened (the start is refused: counted ``skipped/case_closed``).
-* payment, status and hardship → signal the loan's open case. Those events carry no
-  ``delinquent_since``, so the open case is found in a per-process cache of the cases this
-  process started or found, else by a Temporal visibility query. No open case → the event is
-  counted ``skipped/no_open_case`` and logged by id: ``loan.payment.v1`` and ``loan.status.v1``
+* ``loan.overdue.v1`` → signal-with-start of ``case-<loan>-<delinquent_since>``: a running case
+  gets the signal (the workflow drops an ``event_id`` it has seen), a closed case is not
+  reopened (counted ``skipped/case_closed``). The case is recorded ``opening`` in the open-case
+  table at once, so the loan's next events find it before its ``opened`` event is published.
+  A hardship declaration held for the loan is signalled to the new case right after.
+* A new episode (a later ``delinquent_since`` than the loan's open case): the overdue event is
+  first signalled to the open case too — the case engine closes a case that hears of a later
+  episode (reason ``NEW_EPISODE``) — then the new case is started. An overdue event of an
+  episode older than the open case's is skipped (``skipped/older_episode``): it must not start
+  a second case.
+* payment, status and hardship → signal the loan's open case, found in the open-case table.
+  No open case: payments and status changes are skipped (``skipped/no_open_case``: those topics
   carry every loan's events, most of them never delinquent, and the case reconciles against
-  core banking's ledger at each checkpoint, so nothing is lost. A hardship declaration without an
-  overdue loan does not open a case either: a case needs the overdue facts (amounts, delinquent
-  since) only ``loan.overdue.v1`` carries; pre-delinquency help is a different process.
+  core banking's ledger at each checkpoint); a hardship declaration is held (``held``) until the
+  loan's case opens or the policy's ``hardship_hold_days`` pass. A case Temporal no longer has
+  (closed, terminated) is forgotten and the event treated as for a loan without a case.
 * Transient failures (Temporal or Kafka unreachable, overloaded, timing out) are retried in
   place with capped exponential backoff, for as long as it takes: the caller acknowledges a
-  message only after this returns, so a partition waits rather than skips.
-* Invalid events and permanent rejections go to ``<topic>.dlq``; the caller continues.
+  message only after this returns, so a partition waits rather than skips. A rebalance ends the
+  wait (``Abandoned``): the batch is left unacknowledged and read again after it.
+* Invalid events and permanent rejections (a non-retriable error is never retried) go to
+  ``<topic>.dlq``, truncated to fit if need be; the caller continues.
 * An event id this process already delivered (a producer retry, a replayed topic) is counted
-  ``skipped/duplicate`` without a Temporal call: a redelivery costs microseconds, not a history
-  write. Only a shortcut: the case's own event-id check is what makes delivery exactly-once.
+  ``skipped/duplicate`` without a Temporal call. Only a shortcut: the case's own event-id check
+  is what makes delivery exactly-once.
 
-``handle`` never raises (except cancellation): faust would acknowledge a message whose agent raised.
+``handle_batch`` never raises except ``Abandoned`` (and cancellation): faust would acknowledge
+a message whose agent raised.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import re
+import time
 import traceback
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
 from aiokafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError, NodeNotReadyError
+from faust.exceptions import ProducerSendError
 from pydantic import ValidationError
-from temporalio.client import Client
-from temporalio.common import SearchAttributePair, TypedSearchAttributes
-from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from engine.view import whole_units
-from schemas.case import CaseStage
 from schemas.events import (
     CustomerHardship,
     Event,
@@ -53,18 +61,25 @@ from schemas.events import (
     parse_inbound,
 )
 from settings import Settings
+from streams.cases import Cases, Signalled, Started
 from streams.dead_letters import ErrorKind, Rejection, describe_validation_error, event_id_of
 from streams.metrics import Outcome, StreamMetrics
-from workflows import search_attributes as sa
-from workflows.handle import CaseHandle, open_case
+from streams.ordering import Abandoned, OverdueProgress, Rebalance
+from streams.state import LoanBook
 
 log = logging.getLogger("accord.streams")
 
-CASE_WORKFLOW = "CaseWorkflow"
 # Temporal refuses these the same way however often it is asked: dead-letter, do not retry.
-PERMANENT_RPC_STATUSES = frozenset({RPCStatusCode.INVALID_ARGUMENT, RPCStatusCode.OUT_OF_RANGE})
-OPEN_CASE_CACHE_SIZE = 100_000
-_EPISODE_SUFFIX = re.compile(r"^\d{8}$")
+PERMANENT_RPC_STATUSES = frozenset(
+    {
+        RPCStatusCode.INVALID_ARGUMENT,
+        RPCStatusCode.OUT_OF_RANGE,
+        RPCStatusCode.FAILED_PRECONDITION,
+        RPCStatusCode.PERMISSION_DENIED,
+        RPCStatusCode.UNAUTHENTICATED,
+        RPCStatusCode.UNIMPLEMENTED,
+    }
+)
 
 T = TypeVar("T")
 
@@ -112,11 +127,13 @@ class PermanentFailure(Exception):
         self.rejection = rejection
 
 
-# Send the original key, value and headers to the topic's dead-letter topic; raise on failure.
+# Write the dead letter of a message (truncated to fit if need be); raise on failure.
 DeadLetterSink = Callable[[InboundMessage, Rejection], Awaitable[None]]
 
 
 def is_transient(error: BaseException) -> bool:
+    if isinstance(error, ProducerSendError) and error.__cause__ is not None:
+        return is_transient(error.__cause__)  # faust wraps the producer's KafkaError
     if isinstance(error, RPCError):
         return error.status not in PERMANENT_RPC_STATUSES
     if isinstance(error, KafkaError):
@@ -127,34 +144,31 @@ def is_transient(error: BaseException) -> bool:
     return isinstance(error, OSError | asyncio.TimeoutError)
 
 
-def initial_search_attributes(event: LoanOverdue) -> TypedSearchAttributes:
-    """Set at start so the case is filterable before its first workflow task runs; the workflow
-    upserts the same projection (and every later value) itself."""
-    return TypedSearchAttributes(
-        [
-            SearchAttributePair(sa.CASE_STAGE, CaseStage.COLLECT_INFO.value),
-            SearchAttributePair(sa.DAYS_PAST_DUE, event.days_past_due),
-            SearchAttributePair(sa.OUTSTANDING_AMOUNT, whole_units(event.total_outstanding)),
-            SearchAttributePair(sa.PRODUCT_TYPE, event.product.value),
-        ]
-    )
-
-
 class Ingestor:
     def __init__(
         self,
         settings: Settings,
-        temporal: Callable[[], Awaitable[Client]],
+        cases: Cases,
+        book: LoanBook,
+        overdue_progress: OverdueProgress,
+        rebalance: Rebalance,
         dead_letter: DeadLetterSink,
         metrics: StreamMetrics,
+        hardship_hold: timedelta,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._settings = settings
-        self._temporal = temporal
+        self._cases = cases
+        self._book = book
+        self._overdue_progress = overdue_progress
+        self._rebalance = rebalance
         self._dead_letter_sink = dead_letter
         self._metrics = metrics
-        self._open_cases: OrderedDict[str, str] = OrderedDict()  # loan_id → case id
+        self._hardship_hold = hardship_hold
+        self._now = now
         self._delivered = DeliveredEvents(settings.streams.remembered_event_ids)
         topics = settings.kafka.topics
+        self._overdue_topic = topics.overdue
         # Configured topic name → the contract's own name (a bank may rename the topics).
         self._contract_topic = {
             topics.overdue: LoanOverdue.TOPIC,
@@ -163,46 +177,127 @@ class Ingestor:
             topics.hardship: CustomerHardship.TOPIC,
         }
 
-    def forget_open_cases(self) -> None:
-        """After a rebalance another process may have opened newer cases for our loans."""
-        self._open_cases.clear()
+    async def handle_batch(
+        self, messages: Sequence[InboundMessage], read_at: float | None = None
+    ) -> list[Outcome]:
+        """Deliver a batch of one topic, read at ``read_at`` (``time.monotonic()``): loans
+        concurrently, each loan's messages in offset order; events of other topics than the
+        overdue one only once the overdue topic is delivered up to where it ended then.
 
-    async def handle_batch(self, messages: Sequence[InboundMessage]) -> list[Outcome]:
-        """Deliver a batch: loans concurrently, each loan's messages in offset order."""
-        by_loan: dict[bytes | None, list[int]] = {}
-        for index, message in enumerate(messages):
-            by_loan.setdefault(message.key, []).append(index)
+        An event that needs no call (a duplicate, a payment or status change of a loan without
+        a case: most of them) is decided on the spot, unless an earlier event of its loan in the
+        batch is still being delivered."""
+        if not messages:
+            return []
+        read_at = time.monotonic() if read_at is None else read_at
+        topic = messages[0].topic
+        unordered: Rejection | None = None
+        if topic != self._overdue_topic:
+            unordered = await self._wait_for_overdue(topic, messages, read_at)
         outcomes: list[Outcome] = [Outcome.SKIPPED] * len(messages)
+        by_loan: dict[bytes | None, list[tuple[int, Event | Rejection]]] = {}
+        for index, message in enumerate(messages):
+            parsed = self._parse(message, unordered)
+            if message.key not in by_loan and isinstance(parsed, Event):
+                decided = self._decided_without_temporal(parsed)
+                if decided is not None:
+                    outcomes[index] = self._counted(message.topic, *decided)
+                    continue
+            by_loan.setdefault(message.key, []).append((index, parsed))
 
-        async def deliver_in_order(indexes: list[int]) -> None:
-            for index in indexes:
-                outcomes[index] = await self.handle(messages[index])
+        async def deliver_in_order(items: list[tuple[int, Event | Rejection]]) -> None:
+            for index, parsed in items:
+                message = messages[index]
+                outcomes[index] = self._counted(message.topic, *await self._handle(message, parsed))
 
-        await asyncio.gather(*(deliver_in_order(indexes) for indexes in by_loan.values()))
+        await asyncio.gather(*(deliver_in_order(items) for items in by_loan.values()))
         return outcomes
 
-    async def handle(self, message: InboundMessage) -> Outcome:
-        outcome, reason = await self._handle(message)
-        self._metrics.count(message.topic, outcome, reason)
+    async def _wait_for_overdue(
+        self, topic: str, messages: Sequence[InboundMessage], read_at: float
+    ) -> Rejection | None:
+        """None once the overdue topic has caught up; a rejection for every message of the batch
+        if that cannot be known (a non-retriable Kafka error: dead-letter rather than guess)."""
+        partitions = {message.partition for message in messages}
+        try:
+            await self._retrying(
+                topic, lambda: self._overdue_progress.wait_caught_up(partitions, read_at)
+            )
+        except Abandoned:
+            raise
+        except Exception as error:
+            log_unexpected(error, f"order across topics unknown, batch dead-lettered topic={topic}")
+            return Rejection(
+                ErrorKind.UNEXPECTED, f"overdue topic position unknown: {type(error).__name__}"
+            )
+        return None
+
+    def _counted(self, topic: str, outcome: Outcome, reason: str) -> Outcome:
+        self._metrics.count(topic, outcome, reason)
         return outcome
 
-    async def _handle(self, message: InboundMessage) -> tuple[Outcome, str]:
+    def _parse(self, message: InboundMessage, unordered: Rejection | None) -> Event | Rejection:
         try:
             event = self._validate(message)
-            if event.event_id in self._delivered:
-                return Outcome.SKIPPED, "duplicate"
-            outcome, reason = await self._retrying(message.topic, lambda: self._deliver(event))
-            if outcome is Outcome.PROCESSED or reason == "case_closed":
-                self._delivered.add(event.event_id)
-            return outcome, reason
         except PermanentFailure as failure:
-            rejection = failure.rejection
+            return failure.rejection
         except Exception as error:  # a bug must not stop the partition: dead-letter, re-drive later
-            rejection = _unexpected(error, event_id_of(message.value))
-        # The dead letter must be written before the message is acknowledged, whatever it takes.
-        await self._retrying(
-            message.topic, lambda: self._dead_letter(message, rejection), retry_everything=True
-        )
+            return _unexpected(error, event_id_of(message.value))
+        if unordered is not None:
+            return Rejection(unordered.kind, unordered.reason, event.event_id)
+        return event
+
+    def _decided_without_temporal(self, event: Event) -> tuple[Outcome, str] | None:
+        if event.event_id in self._delivered:
+            return Outcome.SKIPPED, "duplicate"
+        if isinstance(event, LoanPayment | LoanStatus) and not self._book.has_case(event.loan_id):
+            return Outcome.SKIPPED, "no_open_case"
+        return None
+
+    async def _handle(
+        self, message: InboundMessage, parsed: Event | Rejection
+    ) -> tuple[Outcome, str]:
+        if isinstance(parsed, Rejection):
+            rejection = parsed
+        else:
+            event = parsed
+            try:
+                if event.event_id in self._delivered:
+                    return Outcome.SKIPPED, "duplicate"
+                outcome, reason = await self._retrying(message.topic, lambda: self._deliver(event))
+                if outcome in (Outcome.PROCESSED, Outcome.HELD) or reason == "case_closed":
+                    self._delivered.add(event.event_id)
+                return outcome, reason
+            except Abandoned:
+                raise
+            except PermanentFailure as failure:
+                rejection = failure.rejection
+            except RPCError as error:  # not transient (``_retrying`` retries those)
+                rejection = Rejection(
+                    ErrorKind.TEMPORAL_REJECTED,
+                    f"{error.status.name if error.status else 'UNKNOWN'}: {error.message}",
+                    event.event_id,
+                )
+            except Exception as error:  # a bug must not stop the partition: dead-letter it
+                rejection = _unexpected(error, event.event_id)
+        # The dead letter is written before the message is acknowledged; only a non-retriable
+        # error (the sink already cut the record to fit) gives up on it.
+        try:
+            await self._retrying(message.topic, lambda: self._dead_letter(message, rejection))
+        except Abandoned:
+            raise
+        except Exception as error:
+            log.error(
+                "dead letter not written, message left in its topic topic=%s partition=%d "
+                "offset=%d event_id=%s kind=%s error=%s",
+                message.topic,
+                message.partition,
+                message.offset,
+                rejection.event_id or "-",
+                rejection.kind.value,
+                type(getattr(error, "__cause__", None) or error).__name__,
+            )
+            return Outcome.DROPPED, rejection.kind.value
         return Outcome.DEAD_LETTERED, rejection.kind.value
 
     def _validate(self, message: InboundMessage) -> Event:
@@ -220,15 +315,17 @@ class Ingestor:
             )
         return event
 
-    async def _retrying(
-        self, topic: str, attempt: Callable[[], Awaitable[T]], *, retry_everything: bool = False
-    ) -> T:
+    async def _retrying(self, topic: str, attempt: Callable[[], Awaitable[T]]) -> T:
+        """``attempt`` until it succeeds or fails for good; transient failures are retried with
+        backoff, for as long as it takes, unless a rebalance starts (``Abandoned``)."""
         delay = self._settings.streams.retry_initial_seconds
         while True:
             try:
                 return await attempt()
+            except Abandoned:
+                raise
             except Exception as error:
-                if not (retry_everything or is_transient(error)):
+                if not is_transient(error):
                     raise
                 self._metrics.retried(topic)
                 log.warning(
@@ -238,84 +335,73 @@ class Ingestor:
                     getattr(getattr(error, "status", None), "name", "-"),
                     delay,
                 )
-                await asyncio.sleep(delay)
+                await self._rebalance.sleep(delay)
                 delay = min(delay * 2, self._settings.streams.retry_max_seconds)
+
+    # --- delivery
 
     async def _deliver(self, event: Event) -> tuple[Outcome, str]:
         if isinstance(event, LoanOverdue):
-            return await self._start_or_signal(event)
-        return await self._signal_open_case(event)
+            return await self._deliver_overdue(event)
+        return await self._deliver_to_open_case(event)
 
-    async def _start_or_signal(self, event: LoanOverdue) -> tuple[Outcome, str]:
-        client = await self._temporal()
-        try:
-            await open_case(
-                client,
-                event,
-                task_queue=self._settings.temporal.task_queue,
-                search_attributes=initial_search_attributes(event),
+    async def _deliver_overdue(self, event: LoanOverdue) -> tuple[Outcome, str]:
+        current = self._book.open_case(event.loan_id)
+        if current is not None and current.case_id > event.case_id:
+            log.info(
+                "older episode than the open case, event skipped case_id=%s open=%s event_id=%s",
+                event.case_id,
+                current.case_id,
+                event.event_id,
             )
-        except WorkflowAlreadyStartedError:
-            # Only a closed case refuses signal-with-start: an old event must not reopen it.
+            return Outcome.SKIPPED, "older_episode"
+        if current is not None and current.case_id < event.case_id:
+            # A new episode: the previous episode's case hears of it and closes itself.
+            if await self._cases.signal_case(current.case_id, event) is Signalled.GONE:
+                self._book.case_closed(event.loan_id, current.case_id)
+            log.info(
+                "new episode, previous case told case_id=%s previous=%s event_id=%s",
+                event.case_id,
+                current.case_id,
+                event.event_id,
+            )
+        if await self._cases.start_case(event) is Started.CLOSED:
+            self._book.case_closed(event.loan_id, event.case_id)
             log.info(
                 "case closed, event skipped case_id=%s event_id=%s", event.case_id, event.event_id
             )
             return Outcome.SKIPPED, "case_closed"
-        except RPCError as error:
-            raise _permanent_or_transient(error, event.event_id) from error
-        self._remember_open_case(event.loan_id, event.case_id)
+        self._book.case_starting(event.loan_id, event.case_id)
+        await self._apply_held_hardship(event)
         return Outcome.PROCESSED, ""
 
-    async def _signal_open_case(self, event: Event) -> tuple[Outcome, str]:
-        client = await self._temporal()
-        closed: set[str] = set()
-        while (case_id := await self._open_case_of(client, event.loan_id, closed)) is not None:
-            try:
-                await CaseHandle(client, case_id).send(event)
-            except RPCError as error:
-                if error.status != RPCStatusCode.NOT_FOUND:
-                    raise _permanent_or_transient(error, event.event_id) from error
-                # Closed since we looked: forget it and look for a newer case.
-                closed.add(case_id)
-                self._open_cases.pop(event.loan_id, None)
-                continue
-            return Outcome.PROCESSED, ""
-        log.info(
-            "no open case, event skipped contract=%s loan_id=%s event_id=%s",
-            event.TOPIC,
-            event.loan_id,
-            event.event_id,
-        )
+    async def _apply_held_hardship(self, opened: LoanOverdue) -> None:
+        held, expired = self._book.held_for(opened.loan_id, self._now())
+        if held is not None:
+            result = await self._cases.signal_case(opened.case_id, held)
+            self._metrics.held_hardship("applied" if result is Signalled.DELIVERED else "case_gone")
+            self._delivered.add(held.event_id)
+            log.info("held hardship applied case_id=%s event_id=%s", opened.case_id, held.event_id)
+        elif expired:
+            self._metrics.held_hardship("expired")
+        if held is not None or expired:
+            self._book.release_held(opened.loan_id)
+
+    async def _deliver_to_open_case(self, event: Event) -> tuple[Outcome, str]:
+        current = self._book.open_case(event.loan_id)
+        if current is not None:
+            if await self._cases.signal_case(current.case_id, event) is Signalled.DELIVERED:
+                return Outcome.PROCESSED, ""
+            # Closed without our seeing its ``closed`` event yet (or terminated): forget it.
+            self._book.case_closed(event.loan_id, current.case_id)
+        if isinstance(event, CustomerHardship):
+            replaced = self._book.hold(event, self._now() + self._hardship_hold)
+            self._metrics.held_hardship("replaced" if replaced else "held")
+            log.info("hardship held for the loan's next case event_id=%s", event.event_id)
+            return Outcome.HELD, ""
+        # Most loans never have a case: debug only, the counter tells the volume.
+        log.debug("no open case, event skipped event_id=%s", event.event_id)
         return Outcome.SKIPPED, "no_open_case"
-
-    async def _open_case_of(self, client: Client, loan_id: str, closed: set[str]) -> str | None:
-        cached = self._open_cases.get(loan_id)
-        if cached is not None and cached not in closed:
-            return cached
-        prefix = f"case-{loan_id}-"
-        # loan_id is validated against a pattern without quotes, so it is safe inside the query.
-        query = (
-            f"WorkflowType = '{CASE_WORKFLOW}' AND ExecutionStatus = 'Running' "
-            f"AND WorkflowId STARTS_WITH '{prefix}'"
-        )
-        candidates = [
-            execution.id
-            async for execution in client.list_workflows(query)
-            if _EPISODE_SUFFIX.match(execution.id[len(prefix) :]) and execution.id not in closed
-        ]
-        if not candidates:
-            return None
-        newest = max(candidates)  # ids end in the episode's YYYYMMDD: the latest episode wins
-        self._remember_open_case(loan_id, newest)
-        return newest
-
-    def _remember_open_case(self, loan_id: str, case_id: str) -> None:
-        current = self._open_cases.get(loan_id)
-        if current is None or case_id >= current:
-            self._open_cases[loan_id] = case_id
-        self._open_cases.move_to_end(loan_id)
-        while len(self._open_cases) > OPEN_CASE_CACHE_SIZE:
-            self._open_cases.popitem(last=False)
 
     async def _dead_letter(self, message: InboundMessage, rejection: Rejection) -> None:
         await self._dead_letter_sink(message, rejection)
@@ -328,16 +414,6 @@ class Ingestor:
             rejection.kind.value,
             rejection.reason,
         )
-
-
-def _permanent_or_transient(error: RPCError, event_id: str) -> Exception:
-    if error.status in PERMANENT_RPC_STATUSES:
-        return PermanentFailure(
-            Rejection(
-                ErrorKind.TEMPORAL_REJECTED, f"{error.status.name}: {error.message}", event_id
-            )
-        )
-    return error
 
 
 def _unexpected(error: Exception, event_id: str | None) -> Rejection:

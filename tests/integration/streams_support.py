@@ -10,15 +10,16 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Self
 
 import aiohttp
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
+from prometheus_client.parser import text_string_to_metric_families
 from temporalio import activity
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
@@ -26,7 +27,15 @@ from temporalio.worker import Worker
 
 from clients import kafka_client_options
 from decisions.policy import Policy, load_policy
-from schemas.events import Event, LoanOverdue, LoanPayment, ProductType, case_id
+from schemas.events import (
+    CustomerHardship,
+    Event,
+    LoanOverdue,
+    LoanPayment,
+    LoanStatus,
+    ProductType,
+    case_id,
+)
 from settings import Settings
 from stack.apps import StreamProcessor
 from stack.environment import child_env
@@ -110,6 +119,24 @@ async def uncommitted(settings: Settings, topics: Iterable[str]) -> int:
         await admin.close()
 
 
+async def read_all(settings: Settings, topic: str) -> list[ConsumerRecord]:
+    """Every record of ``topic`` now, from the beginning."""
+    consumer = AIOKafkaConsumer(enable_auto_commit=False, **kafka_client_options(settings.kafka))
+    await consumer.start()
+    try:
+        partitions = [TopicPartition(topic, p) for p in range(settings.kafka.topics.partitions)]
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        end = await consumer.end_offsets(partitions)
+        records: list[ConsumerRecord] = []
+        while [tp for tp in partitions if await consumer.position(tp) < end[tp]]:
+            for batch in (await consumer.getmany(timeout_ms=1000)).values():
+                records.extend(batch)
+        return records
+    finally:
+        await consumer.stop()
+
+
 def new_tag() -> str:
     return uuid.uuid4().hex[:8]
 
@@ -117,7 +144,13 @@ def new_tag() -> str:
 # --- events -----------------------------------------------------------------------------------
 
 
-def overdue_event(loan_id: str, event_id: str, *, days_past_due: int = 30) -> LoanOverdue:
+def overdue_event(
+    loan_id: str,
+    event_id: str,
+    *,
+    days_past_due: int = 30,
+    delinquent_since: date = DELINQUENT_SINCE,
+) -> LoanOverdue:
     return LoanOverdue(
         event_id=event_id,
         occurred_at=datetime(2026, 11, 1, 9, 0, tzinfo=UTC),
@@ -132,7 +165,7 @@ def overdue_event(loan_id: str, event_id: str, *, days_past_due: int = 30) -> Lo
         fees_outstanding=Decimal("0.00"),
         overdue_amount=Decimal("900.00"),
         days_past_due=days_past_due,
-        delinquent_since=DELINQUENT_SINCE,
+        delinquent_since=delinquent_since,
         contractual_instalment=Decimal("900.00"),
         remaining_term_months=12,
         annual_interest_rate=Decimal("0.0435"),
@@ -150,6 +183,34 @@ def payment_event(loan_id: str, event_id: str) -> LoanPayment:
         amount=Decimal("300.00"),
         paid_at=paid_at,
         channel="bank_transfer",
+    )
+
+
+def status_event(loan_id: str, event_id: str, status: str = "cured") -> LoanStatus:
+    return LoanStatus(
+        event_id=event_id,
+        occurred_at=datetime(2026, 11, 2, 11, 0, tzinfo=UTC),
+        schema_version=1,
+        loan_id=loan_id,
+        status=status,
+    )
+
+
+def hardship_event(loan_id: str, event_id: str) -> CustomerHardship:
+    return CustomerHardship(
+        event_id=event_id,
+        occurred_at=datetime(2026, 11, 2, 12, 0, tzinfo=UTC),
+        schema_version=1,
+        loan_id=loan_id,
+        borrower_id=f"b-{loan_id}",
+        currency="CNY",
+        monthly_income=Decimal("6000.00"),
+        essential_expenses=Decimal("3500.00"),
+        other_debt_payments=Decimal("500.00"),
+        household_size=3,
+        reason="income_reduction",
+        temporary=True,
+        expected_recovery_months=6,
     )
 
 
@@ -210,6 +271,7 @@ class AccordProcess:
         self, settings: Settings, log_dir: Path, name: str, command: str, *args: str
     ) -> None:
         self.settings = settings
+        self.name = name
         self.command = [command, *args]
         self.log_path = log_dir / f"{name}.log"
         self.process: subprocess.Popen[bytes] | None = None
@@ -276,16 +338,16 @@ class StreamProcess(AccordProcess):
         return [] if health is None or health["rebalancing"] else health["assigned_partitions"]
 
     async def metrics(self) -> dict[str, float]:
-        """Prometheus samples, summed over the ``reason`` label."""
+        """Prometheus samples summed over the ``reason`` label, keyed ``name{topic=..,...}``
+        (``topic`` and ``outcome`` first, other labels sorted)."""
         reply = await self._get(METRICS_PATH)
         if reply is None or reply.status != 200:
             return {}
         samples: dict[str, float] = {}
-        for line in (await reply.text()).splitlines():
-            if line and not line.startswith("#"):
-                name, value = line.rsplit(" ", 1)
-                name = _drop_label(name, "reason")
-                samples[name] = samples.get(name, 0.0) + float(value)
+        for family in text_string_to_metric_families(await reply.text()):
+            for sample in family.samples:
+                key = sample_key(sample.name, sample.labels, drop=("reason",))
+                samples[key] = samples.get(key, 0.0) + sample.value
         return samples
 
     async def count(self, topic: str, outcome: str) -> int:
@@ -306,12 +368,12 @@ async def wait_processed(
     await wait_until(reached, within=within, what=f"{count} events of {topic} processed")
 
 
-def _drop_label(sample: str, label: str) -> str:
-    if "{" not in sample:
-        return sample
-    name, labels = sample[:-1].split("{", 1)
-    kept = [part for part in labels.split(",") if not part.startswith(f"{label}=")]
-    return f"{name}{{{','.join(kept)}}}"
+def sample_key(name: str, labels: Mapping[str, str], drop: Iterable[str] = ()) -> str:
+    first = [label for label in ("topic", "outcome") if label in labels]
+    rest = sorted(set(labels) - set(first) - set(drop))
+    if not first and not rest:
+        return name
+    return name + "{" + ",".join(f'{label}="{labels[label]}"' for label in first + rest) + "}"
 
 
 @contextlib.asynccontextmanager

@@ -7,10 +7,8 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
 from temporalio.client import Client
 
-from clients import kafka_client_options
 from settings import Settings
 from streams import dead_letters
 from tests.integration.streams_support import (
@@ -25,6 +23,7 @@ from tests.integration.streams_support import (
     new_tag,
     overdue_event,
     payment_event,
+    read_all,
     stream_processes,
     streams_test_settings,
     wait_for_applied,
@@ -177,23 +176,6 @@ def run_dlq_command(settings: Settings, *args: str) -> str:
     done = accord(settings, "dlq", *args)
     assert done.returncode == 0, done.stderr
     return done.stdout
-
-
-async def read_all(settings: Settings, topic: str) -> list:
-    consumer = AIOKafkaConsumer(enable_auto_commit=False, **kafka_client_options(settings.kafka))
-    await consumer.start()
-    try:
-        partitions = [TopicPartition(topic, p) for p in range(settings.kafka.topics.partitions)]
-        consumer.assign(partitions)
-        await consumer.seek_to_beginning(*partitions)
-        end = await consumer.end_offsets(partitions)
-        records = []
-        while [tp for tp in partitions if await consumer.position(tp) < end[tp]]:
-            for batch in (await consumer.getmany(timeout_ms=1000)).values():
-                records.extend(batch)
-        return records
-    finally:
-        await consumer.stop()
 
 
 async def test_closed_case_is_not_reopened_and_orphan_events_are_skipped(
