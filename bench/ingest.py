@@ -49,7 +49,7 @@ from simulate.portfolio import generate_portfolio
 from simulate.profiles import DEFAULT_MIX
 from stack.kafka import topic_partitions
 from stack.orchestrator import Stack
-from stack.processes import ProcessSupervisor
+from stack.supervision import Supervisord
 from streams.app import METRICS_PATH
 from streams.cases import CASE_WORKFLOW, initial_search_attributes
 from workflows.handle import open_case
@@ -169,7 +169,7 @@ async def committed_at_least(
 
 
 def cpu_of(settings: Settings, names: list[str]) -> dict[str, float]:
-    supervisor = ProcessSupervisor(settings.data_dir.resolve())
+    supervisor = Supervisord(settings.data_dir.resolve())
     cpu = {}
     for name in names:
         record = supervisor.read_pid(name)
@@ -214,7 +214,7 @@ async def phase_accord(
     before = cpu_of(settings, ["temporal"])
     stream = Stack(settings, only=["stream"])
     await stream.up()
-    stream_pid = ProcessSupervisor(settings.data_dir.resolve()).read_pid("stream")
+    stream_pid = Supervisord(settings.data_dir.resolve()).read_pid("stream")
     assert stream_pid is not None
     with PySpy(stream_pid.pid, "ingest-stream", enabled=profile) as spy:
         # Kafka offsets, not Temporal visibility, while it runs: listing thousands of cases

@@ -36,7 +36,7 @@ from simulate.engine import Simulation, SimulationConfig
 from simulate.portfolio import generate_portfolio
 from simulate.profiles import parse_mix
 from simulate.report import summarise
-from stack.processes import ProcessSupervisor
+from stack.supervision import Supervisord
 
 LATENCY_METRICS = {
     "workflow_task_execution_ms": "temporal_workflow_task_execution_latency",
@@ -75,7 +75,7 @@ async def main(arguments: argparse.Namespace) -> None:
             ),
             on_progress=progress_printer(every_seconds=5, total=arguments.loans),
         )
-        supervisor = ProcessSupervisor(settings.data_dir.resolve())
+        supervisor = Supervisord(settings.data_dir.resolve())
         others = {name: supervisor.read_pid(name) for name in ("temporal", "stream")}
         with PySpy(running.bank_pid, "lifecycle-worker", enabled=arguments.profile) as spy:
             async with contextlib.AsyncExitStack() as watches:

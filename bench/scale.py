@@ -62,7 +62,7 @@ from simulate.engine import CaseRecord, Simulation, SimulationConfig, case_id_of
 from simulate.portfolio import generate_portfolio
 from simulate.profiles import parse_mix
 from simulate.timescale import policy_now
-from stack.processes import ProcessSupervisor
+from stack.supervision import Supervisord
 from staff.keys import signing_key
 from workflows.handle import CaseHandle
 
@@ -254,7 +254,7 @@ async def main(arguments: argparse.Namespace) -> None:
             ),
             on_progress=progress_printer(every_seconds=10, total=arguments.cases),
         )
-        bank_log = ProcessSupervisor(settings.data_dir.resolve()).log_file(BANK)
+        bank_log = Supervisord(settings.data_dir.resolve()).log_file(BANK)
         sampler = RssSampler(running.bank_pid, simulation, arguments.sample_seconds)
         sampler.sample()
         async with ProcessWatch(running.bank_pid) as creation_watch:

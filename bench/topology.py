@@ -62,7 +62,7 @@ from schemas.events import LoanOverdue, LoanPayment, PaymentChannel
 from settings import Settings
 from stack.isolated import isolated_cluster_settings
 from stack.orchestrator import Stack, Topology
-from stack.processes import ProcessSupervisor
+from stack.supervision import Supervisord
 
 SAMPLE_SECONDS = 0.5
 CLUSTER_INFRASTRUCTURE = ["postgresql", "kafka-1", "kafka-2", "kafka-3", "temporal"]
@@ -111,7 +111,7 @@ class Sample:
 class CpuWatch:
     """Samples the named components' process trees until stopped."""
 
-    supervisor: ProcessSupervisor
+    supervisor: Supervisord
     components: dict[str, list[str]]  # label -> component names (their trees are summed)
     samples: list[Sample] = field(default_factory=list)
 
@@ -259,7 +259,7 @@ async def measure(
     events = overdue_events(arguments.events, prefix)
     await produce(settings, events)
     total = sum((await end_offsets(settings, partitions)).values())
-    supervisor = ProcessSupervisor(settings.data_dir.resolve())
+    supervisor = Supervisord(settings.data_dir.resolve())
     watch = CpuWatch(supervisor, components)
     stop = asyncio.Event()
     sampling = asyncio.create_task(watch.run(stop))
