@@ -64,6 +64,7 @@ from settings import Settings
 from stack.environment import child_env
 from stack.isolated import isolated_settings
 from stack.orchestrator import Stack
+from stack.temporal import TemporalDevServer
 from tests.unit.case_driver import POLICY, Driver, borrower, loan
 from worker import case_workflow_runner
 from workflows.case import CaseWorkflow
@@ -421,7 +422,8 @@ async def sleepers(arguments: argparse.Namespace) -> dict[str, Any]:
             cpu_before, tasks_before = worker.cpu_seconds(), await worker.workflow_tasks()
             still_due = (
                 f"WorkflowId STARTS_WITH 'case-{prefix}D' AND "
-                f"NextCheckpointAt <= '{instant.isoformat().replace('+00:00', 'Z')}'"
+                # "<=" the instant misses a value equal to it on the dev server's SQLite
+                f"NextCheckpointAt < '{(instant + timedelta(seconds=1)).isoformat()[:19]}Z'"
             )
             drain_seconds = await wait_for(
                 lambda: _none_left(client, still_due), 1800, "every due case checked", poll=0.25
@@ -429,9 +431,8 @@ async def sleepers(arguments: argparse.Namespace) -> dict[str, Any]:
             cpu = worker.cpu_seconds() - cpu_before
             tasks = await worker.workflow_tasks() - tasks_before
             rss_after = worker.rss_mib()
-            db = sum(
-                f.stat().st_size for f in (settings.data_dir / "temporal").glob("temporal.db*")
-            )
+            db_file = TemporalDevServer(settings).db_file
+            db = sum(f.stat().st_size for f in db_file.parent.glob(f"{db_file.name}*"))
         finally:
             await worker.stop()
     return {
