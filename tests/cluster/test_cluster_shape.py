@@ -18,9 +18,9 @@ from settings import Settings
 from stack.apps import workflow_pollers
 from stack.kafka import topic_partitions
 from stack.orchestrator import Health, Stack
-from stack.temporal import SEARCH_ATTRIBUTES
 from tests.cluster.conftest import assigned_partitions
 from tests.integration.streams_support import accord, wait_until
+from workflows import search_attributes
 
 pytestmark = [pytest.mark.integration, pytest.mark.cluster]
 
@@ -58,7 +58,7 @@ async def test_temporal_runs_on_postgresql_with_several_shards(
         name: IndexedValueType.Name(value).removeprefix("INDEXED_VALUE_TYPE_")
         for name, value in listed.custom_attributes.items()
     }
-    assert registered == {name: type_name.upper() for name, type_name in SEARCH_ATTRIBUTES.items()}
+    assert registered == {key.name: key.indexed_value_type.name for key in search_attributes.ALL}
 
 
 async def test_every_topic_has_three_copies_two_in_sync(cluster_settings: Settings) -> None:

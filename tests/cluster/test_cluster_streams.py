@@ -108,11 +108,6 @@ async def test_rebalance_while_payments_flow_loses_no_event(
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="needs branch streams-v2 (issue 15, deliver 1): a hardship that arrives before the "
-    "overdue event is kept and applied when the case opens; on main it is skipped",
-)
 async def test_hardship_declared_before_the_overdue_event_reaches_the_case(
     cluster_settings: Settings, cluster_client: Client
 ) -> None:
