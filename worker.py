@@ -40,6 +40,7 @@ from clients import connect_temporal
 from services.health import health_endpoint
 from settings import Settings, get_settings
 from workflows.case import CaseWorkflow
+from workflows.contact_ledger import ContactLedgerWorkflow
 
 log = logging.getLogger("accord.worker")
 
@@ -58,6 +59,9 @@ PASSED_THROUGH = (
 """Loaded once per process instead of once per sandbox: pure (``tests/unit/test_purity.py``) or
 only types. The sandbox re-executes just ``workflows/case.py`` for each case it loads."""
 BYTECODE_PACKAGES = ("engine", "decisions", "schemas", "workflows", "activities")
+WORKFLOWS = [CaseWorkflow, ContactLedgerWorkflow]
+"""Every workflow a case worker runs: the cases and their borrowers' contact ledgers (the
+contact activity starts a ledger on the task queue it runs on)."""
 
 
 def case_workflow_runner() -> SandboxedWorkflowRunner:
@@ -79,7 +83,7 @@ def build_worker(client: Client, settings: Settings, activities: CaseActivities)
     return Worker(
         client,
         task_queue=settings.temporal.task_queue,
-        workflows=[CaseWorkflow],
+        workflows=WORKFLOWS,
         activities=[*activities.all(), *DECISION_ACTIVITIES],
         workflow_runner=case_workflow_runner(),
         max_cached_workflows=tuning.max_cached_workflows,

@@ -27,13 +27,16 @@ from engine.actions import (
     Dispute,
     Note,
     Pause,
+    RecordContact,
     Reject,
     ResolveDispute,
     Resume,
     Retry,
     SituationChanged,
     StartBreathingSpace,
+    StartMentalHealthCrisis,
     SubmitFinancials,
+    TreatmentEnded,
 )
 from settings import get_settings
 from workflows.handle import CaseHandle
@@ -132,17 +135,87 @@ def reject(
 @click.argument("case_id")
 @click.option("--staff", "staff_id", required=True)
 @click.option("--breathing-space", is_flag=True, help="Statutory moratorium (policy length).")
+@click.option(
+    "--starts-on",
+    type=click.DateTime(["%Y-%m-%d"]),
+    help="Breathing space: its first day, the day after the register entry (default: "
+    "tomorrow in the borrower's time zone).",
+)
 @click.option("--until", type=click.DateTime(), help="Operator pause end (UTC).")
-def pause(case_id: str, staff_id: str, breathing_space: bool, until: Any) -> None:
+def pause(case_id: str, staff_id: str, breathing_space: bool, starts_on: Any, until: Any) -> None:
     """Pause contact and timers."""
     if breathing_space:
         if until is not None:
             raise click.ClickException("refused: a breathing space lasts as the rules say")
-        request = _request(StartBreathingSpace, staff_id=staff_id)
+        first = starts_on.date() if starts_on is not None else None
+        request = _request(StartBreathingSpace, staff_id=staff_id, starts_on=first)
+    elif starts_on is not None:
+        raise click.ClickException("refused: --starts-on is for --breathing-space")
     else:
         request = _request(
             Pause, staff_id=staff_id, until=until.replace(tzinfo=UTC) if until is not None else None
         )
+    _run(_act(case_id, request))
+
+
+@case.command("mental-health-crisis")
+@click.argument("case_id")
+@click.option("--staff", "staff_id", required=True)
+@click.option(
+    "--starts-on",
+    type=click.DateTime(["%Y-%m-%d"]),
+    help="Its first day, the day after the register entry (default: tomorrow, borrower's zone).",
+)
+def mental_health_crisis(case_id: str, staff_id: str, starts_on: Any) -> None:
+    """Record a mental-health crisis moratorium: contact and timers stop until the end of
+    treatment is recorded (treatment-ended) and the pack's days after it have passed."""
+    first = starts_on.date() if starts_on is not None else None
+    _run(_act(case_id, _request(StartMentalHealthCrisis, staff_id=staff_id, starts_on=first)))
+
+
+@case.command("treatment-ended")
+@click.argument("case_id")
+@click.option("--staff", "staff_id", required=True)
+@click.option("--ended-on", type=click.DateTime(["%Y-%m-%d"]), required=True)
+def treatment_ended(case_id: str, staff_id: str, ended_on: Any) -> None:
+    """Record the day the borrower's mental-health crisis treatment ended."""
+    _run(_act(case_id, _request(TreatmentEnded, staff_id=staff_id, ended_on=ended_on.date())))
+
+
+@case.command()
+@click.argument("case_id")
+@click.option("--staff", "staff_id", required=True)
+@click.option(
+    "--inbound/--outbound", required=True, help="The borrower called us, or we called them."
+)
+@click.option("--channel", type=click.Choice(["phone", "sms", "email"]), default="phone")
+@click.option(
+    "--conversation/--no-conversation",
+    required=True,
+    help="A conversation about the debt took place (it starts Reg F's quiet days).",
+)
+@click.option("--at", type=click.DateTime(), help="When it happened (UTC; default: now).")
+@click.option("--note", help="What was said.")
+def contact(
+    case_id: str,
+    staff_id: str,
+    inbound: bool,
+    channel: str,
+    conversation: bool,
+    at: Any,
+    note: str | None,
+) -> None:
+    """Record a contact with the borrower outside Accord's own attempts (an inbound call, a
+    conversation, a call placed by hand): it goes into the borrower's contact ledger."""
+    request = _request(
+        RecordContact,
+        staff_id=staff_id,
+        channel=channel,
+        direction="inbound" if inbound else "outbound",
+        conversation=conversation,
+        at=at.replace(tzinfo=UTC) if at is not None else None,
+        note=note,
+    )
     _run(_act(case_id, request))
 
 

@@ -35,6 +35,8 @@ def case_view(state: CaseState, policy: Policy | None) -> CaseView:
         next_checkpoint=Checkpoint(kind=timer.kind, at=timer.at) if timer is not None else None,
         contact_log=tuple(state.contact_log),
         holds=state.holds.for_contact_rules(),
+        holds_in_force=state.holds.in_force(),
+        time_zone=state.time_zone,
         attention=state.attention,
         assigned_to=state.assigned_to,
         outcome=state.outcome,

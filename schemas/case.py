@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import date
 from enum import StrEnum
 
 from pydantic import AwareDatetime, Field
@@ -74,6 +75,18 @@ class Attention(Contract):
     since: AwareDatetime
 
 
+class HoldInForce(Contract):
+    """One hold on the case, by its own reason code (a statutory moratorium is not an operator
+    pause)."""
+
+    reason: ReasonCode
+    first_day: date | None = None
+    """A moratorium's first day in the borrower's calendar."""
+    until: AwareDatetime | None = None
+    """When it lifts by itself; None: when a person lifts it (or records the end of
+    treatment)."""
+
+
 class CaseView(Contract):
     """The full case view returned by the workflow query."""
 
@@ -95,6 +108,9 @@ class CaseView(Contract):
     next_checkpoint: Checkpoint | None = None
     contact_log: tuple[ContactAttempt, ...] = ()
     holds: ContactHolds = Field(default_factory=ContactHolds)
+    holds_in_force: tuple[HoldInForce, ...] = ()
+    time_zone: str | None = None
+    """The borrower's time zone: due dates, deadlines and quiet hours are their local days."""
     attention: Attention | None = None
     assigned_to: str | None = None
     outcome: CaseOutcome | None = None

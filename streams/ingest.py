@@ -13,6 +13,10 @@ Independent of faust so the delivery rules read in one place:
   core banking's ledger at each checkpoint, so nothing is lost. A hardship declaration without an
   overdue loan does not open a case either: a case needs the overdue facts (amounts, delinquent
   since) only ``loan.overdue.v1`` carries; pre-delinquency help is a different process.
+* ``contact.interaction.v1`` (the contact centre: the borrower called, a conversation was held)
+  → the borrower's contact ledger (signal-with-start, recorded once per ``event_id``), where the
+  contact rules count it whether or not a case is open (a new episode may open within the quiet
+  days), then the loan's open case, if any, for its view and engagement figures.
 * Transient failures (Temporal or Kafka unreachable, overloaded, timing out) are retried in
   place with capped exponential backoff, for as long as it takes: the caller acknowledges a
   message only after this returns, so a partition waits rather than skips.
@@ -42,9 +46,11 @@ from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
+from decisions.contact_ledger import Interaction
 from engine.view import whole_units
 from schemas.case import CaseStage
 from schemas.events import (
+    ContactInteraction,
     CustomerHardship,
     Event,
     LoanOverdue,
@@ -57,6 +63,7 @@ from streams.dead_letters import ErrorKind, Rejection, describe_validation_error
 from streams.metrics import Outcome, StreamMetrics
 from workflows import search_attributes as sa
 from workflows.handle import CaseHandle, open_case
+from workflows.ledger_handle import ContactLedgerHandle
 
 log = logging.getLogger("accord.streams")
 
@@ -161,6 +168,7 @@ class Ingestor:
             topics.payment: LoanPayment.TOPIC,
             topics.status: LoanStatus.TOPIC,
             topics.hardship: CustomerHardship.TOPIC,
+            topics.contact_interaction: ContactInteraction.TOPIC,
         }
 
     def forget_open_cases(self) -> None:
@@ -244,7 +252,21 @@ class Ingestor:
     async def _deliver(self, event: Event) -> tuple[Outcome, str]:
         if isinstance(event, LoanOverdue):
             return await self._start_or_signal(event)
+        if isinstance(event, ContactInteraction):
+            return await self._record_interaction(event)
         return await self._signal_open_case(event)
+
+    async def _record_interaction(self, event: ContactInteraction) -> tuple[Outcome, str]:
+        client = await self._temporal()
+        ledger = ContactLedgerHandle(
+            client, event.borrower_id, task_queue=self._settings.temporal.task_queue
+        )
+        try:
+            await ledger.record_interaction(Interaction.of_event(event))
+        except RPCError as error:
+            raise _permanent_or_transient(error, event.event_id) from error
+        await self._signal_open_case(event)  # no open case: the ledger is what counts
+        return Outcome.PROCESSED, ""
 
     async def _start_or_signal(self, event: LoanOverdue) -> tuple[Outcome, str]:
         client = await self._temporal()

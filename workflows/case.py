@@ -29,6 +29,7 @@ with workflow.unsafe.imports_passed_through():
         LedgerRequest,
         LoanRequest,
         PublishRequest,
+        RecordContactRequest,
         RestructureRequest,
         SignatureRequest,
     )
@@ -78,7 +79,8 @@ CONTACT_RETRY = RetryPolicy(
 )
 # Pure decision code: a failure is a bug or bad data; three tries, then a human looks.
 DECISION_RETRY = RetryPolicy(maximum_attempts=3, non_retryable_error_types=["PolicyError"])
-# Case events must reach Kafka: retried until it is back (explicitly unbounded).
+# Case events must reach Kafka, recorded contacts the borrower's ledger: retried until it is
+# back (explicitly unbounded).
 PUBLISH_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1)
 )
@@ -228,6 +230,21 @@ class CaseWorkflow:
         )
         return msg.LoanRead(round=command.round, loan=loan)
 
+    async def _read_time_zone(self, command: do.ReadTimeZone) -> msg.Result:
+        zone = await self._system(CaseActivities.borrower_time_zone, command.borrower_id)
+        return msg.TimeZoneRead(round=command.round, time_zone=zone)
+
+    async def _record_interaction(self, command: do.RecordInteraction) -> msg.Result:
+        await workflow.execute_activity_method(
+            CaseActivities.record_contact,
+            RecordContactRequest(borrower_id=command.borrower_id, interaction=command.interaction),
+            start_to_close_timeout=CALL_TIMEOUT,
+            retry_policy=PUBLISH_RETRY,
+        )
+        return msg.InteractionRecorded(
+            round=command.round, interaction_id=command.interaction.interaction_id
+        )
+
     async def _read_credit(self, command: do.ReadCredit) -> msg.Result:
         credit = await self._system(CaseActivities.read_credit_record, command.borrower_id)
         return msg.CreditRead(round=command.round, credit=credit)
@@ -267,6 +284,7 @@ class CaseWorkflow:
                 loan=command.loan,
                 policy=self._rules,
                 issued_at=command.issued_at,
+                time_zone=command.time_zone,
             ),
         )
         if isinstance(issued, AgreementRefused):
@@ -312,10 +330,10 @@ class CaseWorkflow:
             ContactRequest(
                 case_id=self._state.case_id,
                 borrower_id=command.borrower_id,
+                loan_id=command.loan_id,
                 channel=command.channel,
                 template=command.template,
-                idempotency_key=command.idempotency_key,
-                contact_log=command.recent_contacts,
+                attempt_id=command.attempt_id,
                 holds=command.holds,
                 rules=self._rules.contact,
                 policy_clock=self._state.clock,
@@ -389,6 +407,8 @@ _CALLS: dict[type, Callable[[CaseWorkflow, Any], Awaitable[object]]] = {
     do.LoadPolicy: CaseWorkflow._load_policy,
     do.ReadLoan: CaseWorkflow._read_loan,
     do.ReadCredit: CaseWorkflow._read_credit,
+    do.ReadTimeZone: CaseWorkflow._read_time_zone,
+    do.RecordInteraction: CaseWorkflow._record_interaction,
     do.Assess: CaseWorkflow._assess,
     do.Propose: CaseWorkflow._propose,
     do.IssueAgreement: CaseWorkflow._issue_agreement,
