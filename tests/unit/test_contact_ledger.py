@@ -29,6 +29,7 @@ from tests.unit.contact_oracle import broken_rules
 pytestmark = pytest.mark.unit
 
 PACKS = {name: load_contact_rules(name) for name in bundled_contact_packs()}
+PACK_NAMES = tuple(sorted(PACKS))
 DST_ZONES = [
     "America/New_York",  # 8 March / 1 November 2026
     "Europe/London",  # 29 March / 25 October
@@ -142,7 +143,7 @@ def test_an_interaction_is_recorded_once_and_old_contacts_are_forgotten():
 
 
 @st.composite
-def borrower_history(draw, packs=tuple(sorted(PACKS)), channels=None, days=(4, 9), answered=True):
+def borrower_history(draw, packs=PACK_NAMES, channels=None, days=(4, 9), answered=True):
     """Cases (a loan and an episode each, with its holds) and what happens, in time order."""
     pack = draw(st.sampled_from(packs))
     zone = draw(st.sampled_from(DST_ZONES))
