@@ -7,8 +7,13 @@ import ssl
 from typing import Any
 
 from temporalio.client import Client, TLSConfig
-from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.converter import DataConverter
+from temporalio.contrib.pydantic import PydanticJSONPlainPayloadConverter, pydantic_data_converter
+from temporalio.converter import (
+    CompositePayloadConverter,
+    DataConverter,
+    DefaultPayloadConverter,
+    JSONPlainPayloadConverter,
+)
 from temporalio.runtime import Runtime
 
 from encryption.codec import EncryptionCodec, parse_key
@@ -37,12 +42,36 @@ def payload_codec(cfg: EncryptionSettings) -> EncryptionCodec | None:
     return EncryptionCodec(cfg.key_id, parse_key(cfg.key.get_secret_value(), cfg.key_id), retired)
 
 
+# The worker makes a new payload converter for every workflow it loads, so a converter's own
+# type-adapter cache is rebuilt (about 50 KiB and a few ms per cached case, bench/README.md):
+# every payload converter shares this one JSON converter and its cache instead.
+_SHARED_JSON = PydanticJSONPlainPayloadConverter()
+
+
+class SharedPydanticPayloadConverter(CompositePayloadConverter):
+    """Temporal's pydantic payload converter, with one type-adapter cache per process."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            *(
+                _SHARED_JSON if isinstance(c, JSONPlainPayloadConverter) else c
+                for c in DefaultPayloadConverter.default_encoding_payload_converters
+            )
+        )
+
+
+PYDANTIC_CONVERTER = dataclasses.replace(
+    pydantic_data_converter, payload_converter_class=SharedPydanticPayloadConverter
+)
+"""Pydantic JSON payloads (models, Decimal, dates) for every client, worker and test."""
+
+
 def data_converter(settings: Settings) -> DataConverter:
     """Pydantic JSON payloads, encrypted when a key is configured."""
     codec = payload_codec(settings.encryption)
     if codec is None:
-        return pydantic_data_converter
-    return dataclasses.replace(pydantic_data_converter, payload_codec=codec)
+        return PYDANTIC_CONVERTER
+    return dataclasses.replace(PYDANTIC_CONVERTER, payload_codec=codec)
 
 
 async def connect_temporal(

@@ -51,6 +51,7 @@ PASSED_THROUGH = (
     "schemas",
     "activities",
     "workflows.search_attributes",
+    "workflows.calls",
     "pydantic",
     "pydantic_core",
     "annotated_types",

@@ -43,7 +43,6 @@ from typing import Any
 
 from temporalio.api.enums.v1 import EventType, TimeoutType
 from temporalio.client import Client, WorkflowHistory
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import RPCError
 from temporalio.worker import Replayer
 
@@ -56,7 +55,7 @@ from bench.common import (
     scrape,
     write_result,
 )
-from clients import connect_temporal
+from clients import PYDANTIC_CONVERTER, connect_temporal
 from engine.actions import ChooseOption, Dispute, Sign, SubmitFinancials
 from engine.state import CaseStart, CaseState
 from schemas.case import CaseStage
@@ -155,13 +154,13 @@ def track_template() -> tuple[CaseState, Decimal]:
     driver = Driver().tracking()
     driver.run()
     assert driver.state.agreement is not None
-    return driver.state, driver.state.agreement.schedule.instalments[0].amount
+    return driver.state, driver.state.agreement.schedule.amount(0)
 
 
 def checkpoint_shift(state: CaseState, due_at: datetime) -> timedelta:
     """The hold shift that puts the state's next instalment checkpoint at ``due_at``."""
     assert state.agreement is not None and state.tracking is not None
-    first_due = state.agreement.schedule.instalments[0].due_date
+    first_due = state.agreement.schedule.due_date(0)
     grace = POLICY.durations.grace
     base = datetime.combine(first_due + grace + timedelta(days=1), datetime.min.time(), UTC)
     return due_at - base
@@ -191,7 +190,6 @@ async def start_sleepers(
             loan_id=state.loan_id,
             delinquent_since=state.delinquent_since,
             carried=state,
-            policy=POLICY,
         )
         async with slots:
             for attempt in range(5):
@@ -236,7 +234,7 @@ async def replay_ms(histories: list[WorkflowHistory]) -> float:
     """Milliseconds per replay: a one-task history is what a cache miss costs before any work."""
     replayer = Replayer(
         workflows=[CaseWorkflow],
-        data_converter=pydantic_data_converter,
+        data_converter=PYDANTIC_CONVERTER,
         workflow_runner=case_workflow_runner(),
     )
     began = time.perf_counter()

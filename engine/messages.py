@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
+from decisions.policy import Policy
 from schemas.assessment import Assessment, CreditRecord
 from schemas.contact import ContactAttempt, ContactDecision
 from schemas.events import LoanOverdue
@@ -21,6 +22,8 @@ class Result:
 
 @dataclass(frozen=True)
 class PolicyLoaded(Result):
+    policy: Policy
+    """The workflow keeps it (shared by version); the state records only its version."""
     version: str
     contact_rules_version: str
     time_scale: int

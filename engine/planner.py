@@ -31,7 +31,8 @@ def next_command(state: CaseState, context: Context) -> do.Command:
         return do.Finish(round=state.round)
     if state.holds.any() or state.attention is not None:
         return _wait(state, context)
-    if state.policy_version is None:
+    if state.policy_version is None or context.policy is None:
+        # Opening, or a new run after continue-as-new: the policy in force now.
         return do.LoadPolicy(round=state.round, portfolio=portfolio(state))
     if not state.stages:
         return _opening(state)

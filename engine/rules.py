@@ -1,6 +1,6 @@
 """Which action is allowed when, and why not: the rules of the case, read top to bottom.
 
-``refusal(state, action, policy)`` is the update validator: ``None`` means the action may be
+``refusal(state, action, policy, now)`` is the update validator: ``None`` means the action may be
 applied; anything else is the one-line reason the caller is told. It never changes the state.
 
 The stages a case moves through, and what people may do in each:
@@ -94,7 +94,7 @@ def refusal(
         assert state.outcome is not None and state.closed_at is not None
         return f"{name}: the case is closed ({state.outcome.value} on {state.closed_at:%Y-%m-%d})"
     stuck_opening = name == "retry" and state.attention is not None
-    if (not state.stages or policy is None) and not stuck_opening:
+    if not state.stages and not stuck_opening:
         return f"{name}: the case is still opening; try again shortly"
     allowed = STAGES_FOR[name]
     if state.stage not in allowed:
@@ -123,12 +123,14 @@ def _choose_option(state: CaseState, action: ChooseOption, *_: Any) -> str | Non
 
 
 def _counter_propose(
-    state: CaseState, action: CounterPropose, policy: Policy, *_: Any
+    state: CaseState, action: CounterPropose, policy: Policy | None, *_: Any
 ) -> str | None:
     if (reason := _offer_not_open(state, "counter_propose")) is not None:
         return reason
     if (reason := _currency(state, "counter_propose", action.profile)) is not None:
         return reason
+    if policy is None:
+        return None  # a new run is loading it: the update waits for it and asks again
     limit = policy.durations.max_counter_proposals
     if state.counter_rounds >= limit:
         return f"counter_propose: the limit of {limit} counter-proposals is reached"

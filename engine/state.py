@@ -21,7 +21,6 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from decisions.clock import PolicyClock
 from decisions.contact_ledger import Interaction
-from decisions.policy import Policy
 from schemas.assessment import Assessment, CreditRecord, FinancialProfile, ReasonCode
 from schemas.case import Attention, CaseOutcome, CaseStage, HoldInForce, InstalmentStatus
 from schemas.contact import ContactAttempt, ContactHolds
@@ -397,8 +396,8 @@ class CaseState(Record):
 
 
 class CaseStart(BaseModel):
-    """The case workflow's one argument. ``carried`` and ``policy`` are set only by
-    continue-as-new: the next run starts from the whole state and the policy in force."""
+    """The case workflow's one argument. ``carried`` is set only by continue-as-new: the next
+    run starts from the whole state (and loads the policy in force for its next decisions)."""
 
     model_config = ConfigDict(extra="ignore")
 
@@ -407,4 +406,3 @@ class CaseStart(BaseModel):
     continue_as_new_after_events: int = 5_000
     """Safety margin under Temporal's 50k-event limit; a 36-month plan stays well below it."""
     carried: CaseState | None = None
-    policy: Policy | None = None

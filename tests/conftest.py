@@ -8,8 +8,9 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
+
+from clients import PYDANTIC_CONVERTER
 
 
 def venv_binary(name: str) -> str:
@@ -32,7 +33,7 @@ async def workflow_env() -> AsyncIterator[WorkflowEnvironment]:
     in seconds. One per session; its client uses the pydantic data converter."""
     env = await WorkflowEnvironment.start_time_skipping(
         test_server_existing_path=venv_binary("temporal-test-server"),
-        data_converter=pydantic_data_converter,
+        data_converter=PYDANTIC_CONVERTER,
     )
     try:
         yield env

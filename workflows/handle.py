@@ -3,10 +3,11 @@ the simulator, benchmarks and tests. No update, signal or query name is spelled 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from temporalio.client import Client, WorkflowHandle
 from temporalio.common import TypedSearchAttributes, WorkflowIDReusePolicy
+from temporalio.workflow import UpdateMethodMultiParam
 
 from engine.actions import Accepted, CaseAction, CaseAudit
 from engine.state import CaseStart
@@ -25,7 +26,11 @@ class CaseHandle:
     async def act(self, action: CaseAction) -> Accepted:
         """Apply a person's action; raises ``WorkflowUpdateFailedError`` with the reason when
         the case refuses it."""
-        return await self._handle.execute_update(CaseWorkflow.act, action)
+        # temporalio's overloads type an async update's result as its coroutine: cast it back.
+        update = cast(
+            UpdateMethodMultiParam[[CaseWorkflow, CaseAction], Accepted], CaseWorkflow.act
+        )
+        return await self._handle.execute_update(update, action)
 
     async def send(self, event: InboundEvent) -> None:
         """Deliver an inbound event (the case applies each ``event_id`` once)."""

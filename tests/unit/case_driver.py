@@ -66,6 +66,8 @@ class Driver:
     contact_outcome: ContactOutcome = ContactOutcome.DELIVERED
     contact_blocked_until: datetime | None = None
     signature_state: str = "signed"
+    policy_in_memory: bool = True
+    """False after a continue-as-new: the new run loads the policy in force first."""
     fail: set[type] = field(default_factory=set)
     """Command types that fail for good when asked."""
     time_zone: str = "Asia/Shanghai"
@@ -90,7 +92,7 @@ class Driver:
     # --- what happens to the case ---------------------------------------------------------
 
     def context(self) -> Context:
-        return Context(policy=self.policy, now=self.now)
+        return Context(policy=self.policy if self.policy_in_memory else None, now=self.now)
 
     def send(self, event: Event) -> str:
         return receive(self.state, event, self.context())
@@ -153,8 +155,10 @@ class Driver:
                 self.published.extend(events)
                 return msg.Published(round=round_, count=len(events))
             case do.LoadPolicy():
+                self.policy_in_memory = True
                 return msg.PolicyLoaded(
                     round=round_,
+                    policy=self.policy,
                     version=self.policy.version,
                     contact_rules_version=self.policy.contact.version,
                     time_scale=self.policy.durations.time_scale,

@@ -20,7 +20,6 @@ from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.client import WorkflowHandle
 from temporalio.common import SearchAttributeIndexedValueType
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
@@ -30,6 +29,7 @@ from activities.core_banking import CoreBankingSimulator
 from activities.decide import DECISION_ACTIVITIES
 from activities.esign import ESignatureSimulator
 from activities.publisher import InMemoryCaseEventPublisher
+from clients import PYDANTIC_CONVERTER
 from decisions.contact_rules import may_contact
 from decisions.policy import load_policy
 from engine.actions import Accepted, CaseAction, CaseAudit, ChooseOption, Sign, SubmitFinancials
@@ -358,7 +358,7 @@ async def live_env() -> AsyncIterator[WorkflowEnvironment]:
     continued-as-new event when a query arrives in the same moment."""
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=venv_binary("temporal"),
-        data_converter=pydantic_data_converter,
+        data_converter=PYDANTIC_CONVERTER,
         search_attributes=list(sa.ALL),
     )
     try:

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 from temporalio.client import WorkflowHistory
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
+from clients import PYDANTIC_CONVERTER
 from tests.workflow.conftest import REGENERATE
 from workflows.case import CaseWorkflow
 
@@ -30,5 +30,5 @@ def test_scenario_histories_are_saved() -> None:
 @pytest.mark.parametrize("name", sorted(HISTORIES))
 async def test_history_replays(name: str) -> None:
     history = WorkflowHistory.from_json(name, json.loads(HISTORIES[name]))
-    replayer = Replayer(workflows=[CaseWorkflow], data_converter=pydantic_data_converter)
+    replayer = Replayer(workflows=[CaseWorkflow], data_converter=PYDANTIC_CONVERTER)
     await replayer.replay_workflow(history)

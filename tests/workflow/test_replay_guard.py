@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from temporalio import workflow
 from temporalio.client import WorkflowHistory
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
+from clients import PYDANTIC_CONVERTER
 from engine.state import CaseStart
 from schemas.case import CaseView
 from workflows.case import CaseWorkflow
@@ -33,7 +33,7 @@ async def test_a_non_deterministic_change_fails_the_replay() -> None:
     history = WorkflowHistory.from_json("guard", json.loads(HISTORY.read_text()))
     replayer = Replayer(
         workflows=[CaseWorkflowWithAnExtraTimer],
-        data_converter=pydantic_data_converter,
+        data_converter=PYDANTIC_CONVERTER,
     )
     with pytest.raises(workflow.NondeterminismError):
         await replayer.replay_workflow(history)
