@@ -34,6 +34,7 @@ from stack.kafka import KafkaBroker
 from stack.ports import pick_free_ports
 from streams.app import HEALTH_PATH, METRICS_PATH
 from workflows.case import CaseWorkflow
+from workflows.contact_ledger import ContactLedgerWorkflow
 from workflows.handle import CaseHandle
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -51,7 +52,14 @@ def streams_test_settings(base: Settings, tag: str, **streams: Any) -> Settings:
     own_topics = topics.model_copy(
         update={
             name: f"{getattr(topics, name)}.{tag}"
-            for name in ("overdue", "payment", "status", "hardship", "case_events")
+            for name in (
+                "overdue",
+                "payment",
+                "status",
+                "hardship",
+                "contact_interaction",
+                "case_events",
+            )
         }
     )
     kafka = base.kafka.model_copy(
@@ -364,11 +372,12 @@ async def policy_not_served(portfolio: str | None = None) -> None:
 async def case_workflow_worker(client: Client, settings: Settings) -> AsyncIterator[None]:
     """The real case workflow without its activities, in this process: each case waits for a
     human at its first step while signals and queries are served. Ingestion is what these tests
-    measure; 1,000 cases each contacting a borrower would only measure this 2-core machine."""
+    measure; 1,000 cases each contacting a borrower would only measure this 2-core machine. The
+    borrowers' contact ledgers (workflow only) run here too."""
     async with Worker(
         client,
         task_queue=settings.temporal.task_queue,
-        workflows=[CaseWorkflow],
+        workflows=[CaseWorkflow, ContactLedgerWorkflow],
         activities=[policy_not_served],
     ):
         yield
