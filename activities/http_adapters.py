@@ -75,7 +75,7 @@ class CoreBankingHttp:
         instruction = RestructureInstruction(
             agreement_id=agreement.agreement_id,
             case_id=agreement.case_id,
-            plan_type=agreement.terms.plan_type.value,
+            plan_type="+".join(lever.value for lever in agreement.terms.levers),
             currency=agreement.schedule.currency,
             instalments=tuple(
                 ScheduledInstalment(number=i.number, due_date=i.due_date, amount=i.amount)
@@ -128,7 +128,7 @@ def agreement_document(agreement: Agreement) -> Document:
     terms = agreement.terms
     total = sum((i.amount for i in agreement.schedule.instalments), Decimal(0))
     plan = [
-        f"Plan: {terms.plan_type.value.replace('_', ' ')}",
+        f"Plan: {', '.join(lever.value.replace('_', ' ') for lever in terms.levers)}",
         f"Instalments: {len(agreement.schedule.instalments)} monthly",
         f"Annual interest rate: {terms.annual_interest_rate}",
         f"Total payable: {total} {currency}",

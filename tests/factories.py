@@ -54,15 +54,16 @@ def agreement(overdue: LoanOverdue | None = None, **profile_overrides: Any) -> A
     from decisions.plans import issue_agreement, propose
     from decisions.policy import load_policy
     from decisions.tiering import assess
-    from schemas.assessment import CreditRecord
+    from schemas.assessment import CreditRecord, Engagement
+    from schemas.plan import AgreementRefused
 
     overdue = overdue or loan()
     policy = load_policy()
-    assessment = assess(overdue, profile(**profile_overrides), CreditRecord(), (), policy)
+    assessment = assess(overdue, profile(**profile_overrides), CreditRecord(), Engagement(), policy)
     issued_at = datetime.now(UTC)
     proposal = propose(overdue, assessment, policy, issued_at.date())
     best = min(proposal.offered, key=lambda option: option.rank)
-    return issue_agreement(
+    issued = issue_agreement(
         agreement_id=f"{overdue.case_id}-a1",
         case_id=overdue.case_id,
         option=best,
@@ -70,3 +71,5 @@ def agreement(overdue: LoanOverdue | None = None, **profile_overrides: Any) -> A
         policy=policy,
         issued_at=issued_at,
     )
+    assert not isinstance(issued, AgreementRefused), issued
+    return issued

@@ -87,7 +87,9 @@ async def carry_out(command: do.Command, case: CaseContext) -> object:
     """The command's result as a message for the machine; a failure is a message too."""
     try:
         return await _CALLS[type(command)](case, command)
-    except ActivityError as error:
+    except (ActivityError, ApplicationError) as error:
+        # A failed activity arrives as ActivityError; a failed local activity (the decision
+        # core) as the ApplicationError it raised.
         return _failure(command, error)
 
 
@@ -292,9 +294,9 @@ _CALLS: dict[type, Callable[[CaseContext, Any], Awaitable[object]]] = {
 _DECISIONS = (do.LoadPolicy, do.Assess, do.Propose, do.IssueAgreement)
 
 
-def _failure(command: do.Command, error: ActivityError) -> msg.Result:
+def _failure(command: do.Command, error: ActivityError | ApplicationError) -> msg.Result:
     """What a failed command tells the case: which call, and whether a human must look."""
-    cause = error.cause
+    cause = error.cause if isinstance(error, ActivityError) else error
     kind = cause.type if isinstance(cause, ApplicationError) else None
     detail = str(cause) if cause is not None else str(error)
     if isinstance(command, do.Contact):

@@ -124,9 +124,12 @@ class CaseWorkflow:
 
     @workflow.update(name=ACT_UPDATE)
     async def act(self, action: CaseAction) -> Accepted:
-        if self._policy is None:
+        if self._policy is None and self._state.attention is None:
             # The first moments of a new run (after continue-as-new): its policy is loading.
-            await workflow.wait_condition(lambda: self._policy is not None)
+            # (Not when loading it failed: the case waits for an operator's retry.)
+            await workflow.wait_condition(
+                lambda: self._policy is not None or self._state.attention is not None
+            )
             self._refuse_invalid(action)  # the checks that need the policy, now
         detail = self._feed(action)
         return Accepted(stage=self._state.stage, detail=detail)

@@ -9,16 +9,14 @@ from __future__ import annotations
 from datetime import date
 from typing import Annotated
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, WithJsonSchema
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from schemas.money import Amount, Currency
+from schemas.money import Currency, InboundAmount
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
-MoneyString = Annotated[
-    Amount,
-    WithJsonSchema({"type": "string", "pattern": r"^[0-9]{1,16}(\.[0-9]{1,2})?$"}),
-]
-"""An amount in a request: a decimal string (a JSON number is refused)."""
+MoneyString = InboundAmount
+"""An amount in a request: a decimal string (a JSON number is refused), the schema's pattern
+being the validator's own (``schemas.money``)."""
 
 
 class _Body(BaseModel):
@@ -37,7 +35,8 @@ class RestructureInstruction(_Body):
 
     agreement_id: Annotated[str, Field(min_length=1, max_length=128)]
     case_id: Annotated[str, Field(min_length=1, max_length=160)]
-    plan_type: Annotated[str, Field(min_length=1, max_length=64)]
+    plan_type: Annotated[str, Field(min_length=1, max_length=256)]
+    """The plan's levers, ``+``-separated (e.g. ``arrears_capitalisation+term_extension``)."""
     currency: Currency
     instalments: Annotated[tuple[ScheduledInstalment, ...], Field(min_length=1, max_length=600)]
     signed_at: AwareDatetime

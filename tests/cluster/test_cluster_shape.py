@@ -29,6 +29,7 @@ async def test_every_component_is_healthy(cluster: Stack) -> None:
     statuses = await cluster.status()
     assert [s.name for s in statuses] == [
         "postgresql", "kafka-1", "kafka-2", "kafka-3", "temporal", "temporal-ui",
+        "core-banking", "esign", "contact", "webhooks",
         "worker-1", "worker-2", "stream-1", "stream-2",
     ]  # fmt: skip
     assert all(s.health is Health.HEALTHY for s in statuses), statuses

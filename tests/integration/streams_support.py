@@ -21,11 +21,11 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from temporalio import activity
 from temporalio.client import Client
-from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.worker import Worker
 
 from clients import kafka_client_options
+from decisions.policy import Policy, load_policy
 from schemas.events import Event, LoanOverdue, LoanPayment, ProductType, case_id
 from settings import Settings
 from stack.apps import StreamProcessor
@@ -33,6 +33,7 @@ from stack.environment import child_env
 from stack.kafka import KafkaBroker
 from stack.ports import pick_free_ports
 from streams.app import HEALTH_PATH, METRICS_PATH
+from worker import case_workflow_runner
 from workflows.case import CaseWorkflow
 from workflows.contact_ledger import ContactLedgerWorkflow
 from workflows.handle import CaseHandle
@@ -364,21 +365,24 @@ async def case_worker(settings: Settings, log_dir: Path) -> AsyncIterator[Accord
 
 
 @activity.defn(name="load_policy")
-async def policy_not_served(portfolio: str | None = None) -> None:
-    raise ApplicationError("not served in this test", type="PolicyError", non_retryable=True)
+async def bundled_policy(portfolio: str | None = None) -> Policy:
+    return load_policy()
 
 
 @contextlib.asynccontextmanager
 async def case_workflow_worker(client: Client, settings: Settings) -> AsyncIterator[None]:
-    """The real case workflow without its activities, in this process: each case waits for a
-    human at its first step while signals and queries are served. Ingestion is what these tests
-    measure; 1,000 cases each contacting a borrower would only measure this 2-core machine. The
-    borrowers' contact ledgers (workflow only) run here too."""
+    """The real case workflow without its I/O, in this process: each case loads the bundled
+    policy and then waits on its first call to the bank's systems, which nothing here serves,
+    while signals and queries are served. Ingestion is what these tests measure; 1,000 cases each
+    contacting a borrower would only measure this 2-core machine. (Refusing the policy instead
+    failed every case at its first step, so a later signal or terminate found the case closed.)
+    The borrowers' contact ledgers (workflow only) run here too."""
     async with Worker(
         client,
         task_queue=settings.temporal.task_queue,
         workflows=[CaseWorkflow, ContactLedgerWorkflow],
-        activities=[policy_not_served],
+        activities=[bundled_policy],
+        workflow_runner=case_workflow_runner(),
     ):
         yield
 

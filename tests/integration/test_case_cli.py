@@ -11,6 +11,7 @@ from temporalio.service import RPCError
 
 from settings import Settings
 from tests.integration.streams_support import (
+    EventProducer,
     accord,
     case_worker,
     create_topics,
@@ -30,7 +31,9 @@ async def test_staff_actions_on_a_live_case(
     settings = streams_test_settings(stack_settings, new_tag())
     await create_topics(settings)  # the worker publishes case events
     event = overdue_event(f"L-CLI-{new_tag()}", "evt-cli-1")
-    async with case_worker(settings, tmp_path):
+    async with case_worker(settings, tmp_path), EventProducer(settings) as producer:
+        # Core banking learns its loans from the feed; the case is opened here directly.
+        await producer.send_events(settings.kafka.topics.overdue, [event])
         await open_case(temporal_client, event, task_queue=settings.temporal.task_queue)
         handle = CaseHandle(temporal_client, event.case_id)
 

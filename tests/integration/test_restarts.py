@@ -112,7 +112,7 @@ async def test_every_case_continues_after_each_component_is_killed(restart_stack
 
         async def opened(driver: CaseDriver) -> None:
             await eventually(
-                lambda: _contacted(driver), within=60, what=f"{driver.handle.id} contacted"
+                lambda: _contacted(driver), within=60, what=f"{driver.handle.case_id} contacted"
             )
 
         await bounded(
@@ -124,7 +124,7 @@ async def test_every_case_continues_after_each_component_is_killed(restart_stack
         for stage, group in drivers.items():
             for driver in group:
                 view = await driver.view()
-                assert view.stage is stage, (driver.handle.id, view.stage)
+                assert view.stage is stage, (driver.handle.case_id, view.stage)
 
         # Every component, killed in turn; supervision brings each back.
         assert set(KILL_ORDER) == set(COMPONENT_NAMES)
@@ -150,7 +150,7 @@ async def test_every_case_continues_after_each_component_is_killed(restart_stack
                 first = view.schedule[0].status if view.schedule else None
                 return True if first is InstalmentStatus.PAID else None
 
-            await eventually(checked, within=300, what=f"{driver.handle.id} first instalment")
+            await eventually(checked, within=300, what=f"{driver.handle.case_id} first instalment")
 
         await bounded(
             [lambda d=d: propose_from_collect(d) for d in drivers[CaseStage.COLLECT_INFO]]

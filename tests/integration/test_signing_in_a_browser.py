@@ -17,6 +17,7 @@ from simulate.signing import find_envelope
 from stack.orchestrator import Stack
 from tests.integration.services_support import (
     CaseDriver,
+    eventually,
     overdue,
     restructures,
     view_when,
@@ -59,7 +60,12 @@ async def test_a_borrower_signs_in_a_browser_and_the_case_moves_to_track(
     assert view.agreement is not None
     agreement_id = view.agreement.agreement_id
     async with httpx.AsyncClient(timeout=10) as client:
-        envelope = await find_envelope(client, stack_settings, agreement_id)
+        # The agreement is issued before it is sent for signature: wait for its envelope.
+        envelope = await eventually(
+            lambda: find_envelope(client, stack_settings, agreement_id),
+            within=60,
+            what=f"the envelope of {agreement_id}",
+        )
 
     async with async_playwright() as playwright:
         browser = await playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_FLAGS)

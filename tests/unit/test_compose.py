@@ -20,7 +20,7 @@ from workflows import search_attributes
 pytestmark = pytest.mark.unit
 
 ROOT = Path(__file__).resolve().parents[2]
-APP_SERVICES = ("worker", "stream", "codec")
+APP_SERVICES = ("worker", "stream", "codec", "core-banking", "esign", "contact", "webhooks")
 INFRA_SERVICES = (
     "kafka-1", "kafka-2", "kafka-3", "kafka-topics", "postgresql", "temporal-schema",
     "temporal", "temporal-setup", "temporal-ui",
@@ -56,7 +56,11 @@ def _brokers(compose: dict) -> list[str]:
 
 
 def _app_env(compose: dict, service: str) -> dict[str, str]:
-    return {k: str(v) for k, v in compose["services"][service]["environment"].items()}
+    """The service's variables as compose sets them when the user sets none of its own."""
+    return {
+        k: re.sub(r"\$\{\w+:-([^}]*)\}", r"\1", str(v))
+        for k, v in compose["services"][service]["environment"].items()
+    }
 
 
 def _settings_from(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Settings:
@@ -113,6 +117,22 @@ def test_connection_settings_point_at_compose_services(
     }
     servers = settings.kafka.bootstrap_servers.split(",")
     assert {f"PLAINTEXT://{server}" for server in servers} == advertised
+
+
+@pytest.mark.parametrize("service", APP_SERVICES)
+def test_bank_systems_are_reached_at_their_services(
+    compose: dict, service: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Loopback defaults would point each container at itself: every URL names a service."""
+    settings = _settings_from(_app_env(compose, service), monkeypatch)
+    for name, url in (
+        ("core-banking", settings.core_banking.url),
+        ("esign", settings.esign.url),
+        ("contact", settings.contact.url),
+        ("webhooks", f"http://{settings.webhooks.host}:{settings.webhooks.port}"),
+    ):
+        assert url.startswith(f"http://{name}:"), (service, url)
+        assert name in compose["services"]
 
 
 def test_stream_web_port_is_published_per_replica(

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 
@@ -109,6 +110,21 @@ async def test_failing_decision_waits_for_a_human_and_retries(new_case) -> None:
     await case.status("cured")
     view = await case.finish("attention_then_retry")
     assert view.outcome is CaseOutcome.CURED
+
+
+async def test_a_broken_policy_waits_for_a_human_instead_of_failing_the_case(
+    new_case, tmp_path: Path
+) -> None:
+    broken = tmp_path / "policy.toml"
+    broken.write_text('version = "broken"\n[durations\n')
+    case = await new_case(policy_file=broken)
+    await case.start()
+    view = await case.until(lambda v: v.attention is not None, "attention")
+    assert view.attention is not None and view.attention.reason == "POLICY_ERROR"
+    # Still running: it takes an operator's retry (and, the file unchanged, waits again).
+    await case.act(Retry(staff_id="staff-4", note="policy file checked"))
+    view = await case.until(lambda v: v.attention is not None, "attention again")
+    assert view.attention is not None and view.attention.reason == "POLICY_ERROR"
 
 
 async def test_a_whole_case_on_a_worker_that_caches_nothing(new_case) -> None:
