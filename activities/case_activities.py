@@ -12,9 +12,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict
+from pydantic import AwareDatetime, BaseModel, ConfigDict, model_validator
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
@@ -37,7 +37,7 @@ from schemas.contact import (
     ContactHolds,
     ContactOutcome,
 )
-from schemas.events import LoanOverdue
+from schemas.events import LoanOverdue, loan_id_of_case
 from schemas.outbound import CaseEvent
 from schemas.plan import Agreement
 
@@ -81,6 +81,21 @@ class ContactRequest(_Request):
     rules: ContactRules
     policy_clock: PolicyClock | None = None
     """A compressed case's clock: the rules are judged on its time, not the outside world's."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _scheduled_before_the_ledger(cls, data: Any) -> Any:
+        """A request a case scheduled before cases kept a contact ledger (still retried after a
+        deploy) named its attempt ``idempotency_key``, carried the case's own contact log (now
+        ignored: the ledger judges) and no loan id: the loan is the case id's."""
+        if not isinstance(data, dict) or "attempt_id" in data:
+            return data
+        upgraded = dict(data)
+        if "idempotency_key" in upgraded:
+            upgraded["attempt_id"] = upgraded.pop("idempotency_key")
+        if "loan_id" not in upgraded and isinstance(upgraded.get("case_id"), str):
+            upgraded["loan_id"] = loan_id_of_case(upgraded["case_id"])
+        return upgraded
 
 
 class RecordContactRequest(_Request):

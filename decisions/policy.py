@@ -356,8 +356,10 @@ class ChannelCap(Contract):
     cooldown_after_conversation_days: Annotated[int, Field(ge=1, le=30, strict=True)] | None = None
     """No contact on this channel (in this scope) for this many calendar days after a
     conversation on it, either way: the day of the conversation is the first of them (Reg F)."""
-    source: Annotated[str, Field(min_length=1, max_length=300)]
-    """Where the limit comes from: the regulation's paragraph, or the bank's own rule."""
+    source: Annotated[str, Field(min_length=1, max_length=300)] | None = None
+    """Where the limit comes from: the regulation's paragraph, or the bank's own rule. Every
+    pack file names one (``load_contact_rules`` refuses a cap without); None only in a policy
+    recorded in a case's history before caps carried their source."""
 
     @model_validator(mode="after")
     def _limits_something(self) -> ChannelCap:
@@ -400,10 +402,19 @@ class ContactRules(Contract):
                 raise ValueError(f"{name}: must be a local hh:mm time without zone")
         if self.quiet_hours_start == self.quiet_hours_end:
             raise ValueError("quiet_hours_end: equals quiet_hours_start")
+        return self
+
+    def incomplete(self) -> str | None:
+        """Why this pack may not be loaded from a file: a channel without a cap, a cap
+        without its source. Checked where a pack is read, not by the model: a policy recorded
+        in a case's history before these were required must still be read back."""
         uncapped = [c.value for c in CAPPED_CHANNELS if not self.caps_for(c)]
         if uncapped:
-            raise ValueError(f"caps: no cap on {', '.join(uncapped)} (every channel needs one)")
-        return self
+            return f"caps: no cap on {', '.join(uncapped)} (every channel needs one)"
+        for index, cap in enumerate(self.caps):
+            if cap.source is None:
+                return f"caps.{index}.source: required (the regulation or the bank's rule)"
+        return None
 
     def caps_for(self, channel: ContactChannel) -> tuple[ChannelCap, ...]:
         return tuple(cap for cap in self.caps if cap.channel == channel)
@@ -443,15 +454,21 @@ def load_policy(path: Path | None = None) -> Policy:
     reference = data.get("contact_pack")
     if not isinstance(reference, str) or not reference:
         raise PolicyError(f"{policy_path}: contact_pack: required, the name or path of a pack")
-    pack_path = resolve_contact_pack(reference, policy_path)
-    rules = _validated(ContactRules, _read_toml(pack_path), pack_path)
+    rules = _read_pack(resolve_contact_pack(reference, policy_path))
     return _validated(Policy, {**data, "contact": rules}, policy_path)
 
 
 def load_contact_rules(reference: str) -> ContactRules:
     """A bundled pack by name (``"us-reg-f"``) or a pack file by path."""
-    pack_path = resolve_contact_pack(reference, DEFAULT_POLICY_FILE)
-    return _validated(ContactRules, _read_toml(pack_path), pack_path)
+    return _read_pack(resolve_contact_pack(reference, DEFAULT_POLICY_FILE))
+
+
+def _read_pack(pack_path: Path) -> ContactRules:
+    rules = _validated(ContactRules, _read_toml(pack_path), pack_path)
+    problem = rules.incomplete()
+    if problem is not None:
+        raise PolicyError(f"{pack_path}: {problem}")
+    return rules
 
 
 def bundled_contact_packs() -> list[str]:

@@ -226,7 +226,7 @@ def _pause(state: CaseState, action: Pause, context: Context) -> str:
 def _breathing_space(state: CaseState, action: StartBreathingSpace, context: Context) -> str:
     """Held from now; the legal calendar runs from its first day in the borrower's days."""
     first = moratorium_first_day(state, action.starts_on, context.now)
-    until = breathing_space_end(state, first, context.rules)
+    until = breathing_space_end(state, first, context.rules, context.now)
     last = first + timedelta(days=context.rules.contact.breathing_space_days - 1)
     hold(state, context)
     state.holds.breathing_space_until = until

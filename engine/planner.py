@@ -36,7 +36,8 @@ def next_command(state: CaseState, context: Context) -> do.Command:
         return do.LoadPolicy(round=state.round, portfolio=portfolio(state))
     if not state.stages:
         return _opening(state)
-    if state.time_zone is None and state.loan is not None:  # opened before cases learned it
+    if state.borrower_calendar and state.time_zone is None and state.loan is not None:
+        # Opened before cases learned it: read it in the first run that may.
         return do.ReadTimeZone(round=state.round, borrower_id=state.loan.borrower_id)
     work = _stage_work(state, context)
     if work is not None:
@@ -57,7 +58,7 @@ def _opening(state: CaseState) -> do.Command:
     if not state.loan_confirmed:
         return do.ReadLoan(round=state.round, reported=loan)
     assert loan is not None
-    if state.time_zone is None:
+    if state.borrower_calendar and state.time_zone is None:
         return do.ReadTimeZone(round=state.round, borrower_id=loan.borrower_id)
     return do.ReadCredit(round=state.round, borrower_id=loan.borrower_id)
 

@@ -198,7 +198,7 @@ def _breathing_space(
     if (reason := _first_day(state, "breathing_space", action.starts_on, now)) is not None:
         return reason
     first = moratorium_first_day(state, action.starts_on, now)
-    if breathing_space_end(state, first, policy) <= now:
+    if breathing_space_end(state, first, policy, now) <= now:
         return f"breathing_space: starting on {first} it would already be over"
     return None
 
@@ -303,9 +303,14 @@ def moratorium_first_day(state: CaseState, starts_on: date | None, now: datetime
     return local_date(now, borrower_zone(state)) + timedelta(days=1)
 
 
-def breathing_space_end(state: CaseState, first_day: date, policy: Policy) -> datetime:
-    """The instant the breathing space's last day is over (``first_day`` is day 1)."""
+def breathing_space_end(
+    state: CaseState, first_day: date, policy: Policy, now: datetime
+) -> datetime:
+    """The instant the breathing space's last day is over (``first_day`` is day 1). A run
+    recorded before cases kept the borrower's calendar held it N x 24 h from ``now``."""
     days = policy.contact.breathing_space_days
+    if not state.borrower_calendar:
+        return now + timedelta(days=days)
     return start_of_day(first_day + timedelta(days=days), borrower_zone(state))
 
 

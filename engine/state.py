@@ -368,6 +368,11 @@ class CaseState(Record):
     time_zone: str | None = None
     """The borrower's IANA zone (not personal data), from core banking at opening: their
     calendar days decide due dates, deadlines and quiet hours."""
+    borrower_calendar: bool = True
+    """This run reads the borrower's time zone and counts deadlines and moratoria in their
+    calendar days. The workflow sets it first thing in every run (patch ``borrower-time-zone``):
+    False only while replaying a run recorded before, which keeps the commands it made (no zone
+    read; deadlines N x 24 h from their anchor; a breathing space N x 24 h from its entry)."""
     contact_log: list[ContactAttempt] = Field(default_factory=list)
     contact_seq: int = 0
     """Contact commands answered so far: each attempt id is new."""

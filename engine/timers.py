@@ -59,6 +59,7 @@ def timers(state: CaseState, policy: Policy | None) -> list[Timer]:
             CheckpointKind.INFO_REMINDER,
             CheckpointKind.INFO_DEADLINE,
             zone,
+            state.borrower_calendar,
         )
     elif stage is CaseStage.PROPOSE:
         if state.approval is not None:
@@ -73,6 +74,7 @@ def timers(state: CaseState, policy: Policy | None) -> list[Timer]:
                 CheckpointKind.OFFER_REMINDER,
                 CheckpointKind.OFFER_DEADLINE,
                 zone,
+                state.borrower_calendar,
             )
     elif stage is CaseStage.SIGN and state.signature is not None:
         signature = state.signature
@@ -85,6 +87,7 @@ def timers(state: CaseState, policy: Policy | None) -> list[Timer]:
                 CheckpointKind.SIGNATURE_REMINDER,
                 CheckpointKind.SIGNATURE_EXPIRY,
                 zone,
+                state.borrower_calendar,
             )
     elif stage is CaseStage.TRACK and state.tracking is not None:
         if not state.tracking.ledger_due:
@@ -109,10 +112,17 @@ def _reminders_and_deadline(
     reminder_kind: CheckpointKind,
     deadline_kind: CheckpointKind,
     time_zone: str,
+    borrower_calendar: bool,
 ) -> list[Timer]:
     """Reminders ``N`` days after the anchor; the deadline at the end of the borrower's
-    calendar day ``deadline_days`` after it (what they were told is a date, not an instant)."""
-    found = [Timer(days_later(anchor, deadline_days, time_zone), deadline_kind)]
+    calendar day ``deadline_days`` after it (what they were told is a date, not an instant).
+    A run recorded before cases kept the borrower's calendar: ``deadline_days`` x 24 h."""
+    deadline = (
+        days_later(anchor, deadline_days, time_zone)
+        if borrower_calendar
+        else anchor + timedelta(days=deadline_days)
+    )
+    found = [Timer(deadline, deadline_kind)]
     days = sorted(reminder_days)
     if reminders_sent < len(days):
         found.append(Timer(anchor + timedelta(days=days[reminders_sent]), reminder_kind))

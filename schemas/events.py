@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import date
 from decimal import Decimal
 from enum import StrEnum
@@ -248,6 +249,17 @@ InboundEvent = Annotated[
 def case_id(loan_id: str, delinquent_since: date) -> str:
     """One case per loan per delinquency episode (DESIGN §3)."""
     return f"case-{loan_id}-{delinquent_since:%Y%m%d}"
+
+
+_CASE_ID = re.compile(r"^case-(?P<loan_id>.+)-\d{8}$")
+
+
+def loan_id_of_case(case_id_: str) -> str:
+    """The loan a case id names (the inverse of ``case_id``); raises ``ValueError``."""
+    matched = _CASE_ID.match(case_id_)
+    if matched is None:
+        raise ValueError(f"case_id: {case_id_!r} is not case-<loan id>-<yyyymmdd>")
+    return matched["loan_id"]
 
 
 def parse_inbound(topic: str, raw: bytes | str) -> Event:

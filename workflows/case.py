@@ -38,6 +38,11 @@ with workflow.unsafe.imports_passed_through():
     from workflows import search_attributes as sa
     from workflows.calls import CaseContext, carry_out
 
+BORROWER_TIME_ZONE_PATCH = "borrower-time-zone"
+"""Cases read the borrower's time zone at opening (and a case opened before, in its first run
+after). A run recorded before this never did: replayed, it keeps its commands and a UTC
+calendar; after continue-as-new its next run reads the zone."""
+
 EVENT_SIGNAL = "event"
 ACT_UPDATE = "act"
 
@@ -71,6 +76,9 @@ class CaseWorkflow:
         self._event_limit = start.continue_as_new_after_events
         self._changes = 0
         self._attributes: dict[str, Any] = {}
+        # Decided once, first thing in every run, so the marker sits at the same place in its
+        # history however the run's handlers and commands interleave later.
+        self._state.borrower_calendar = workflow.patched(BORROWER_TIME_ZONE_PATCH)
 
     # --- the run loop ------------------------------------------------------------------------
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from decimal import Decimal
 from pathlib import Path
 
@@ -206,3 +207,25 @@ def test_several_problems_are_counted_in_the_one_message(tmp_path: Path):
 def test_missing_policy_file(tmp_path: Path):
     with pytest.raises(PolicyError, match=r"missing\.toml: file not found"):
         load_policy(tmp_path / "missing.toml")
+
+
+def test_a_pack_with_a_cap_without_its_source_is_refused(tmp_path: Path):
+    pack = (DEFAULT_POLICY_FILE.parent / "contact-us-reg-f.toml").read_text(encoding="utf-8")
+    lines = [line for line in pack.splitlines() if not line.startswith("source =")]
+    (tmp_path / "pack.toml").write_text("\n".join(lines) + "\n")
+    with pytest.raises(PolicyError, match=r"caps\.0\.source: required"):
+        load_contact_rules(str(tmp_path / "pack.toml"))
+
+
+def test_a_policy_recorded_before_caps_carried_sources_reads_back():
+    """A case's history holds the policy it loaded: caps recorded without ``source`` (and a
+    pack that left a channel uncapped) must still be read back, or the case cannot replay."""
+    recorded = load_policy().model_dump(mode="json")
+    recorded["contact"]["caps"] = [
+        {k: v for k, v in cap.items() if k != "source"}
+        for cap in recorded["contact"]["caps"]
+        if cap["channel"] == "phone"
+    ]
+    policy = Policy.model_validate_json(json.dumps(recorded))
+    assert policy.contact.incomplete() is not None
+    assert all(cap.source is None for cap in policy.contact.caps)
