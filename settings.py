@@ -219,6 +219,83 @@ class EncryptionSettings(BaseModel):
     ui_origin: str = "http://localhost:8233"
 
 
+class OidcSettings(BaseModel):
+    """Production sign-in to the desk through the bank's OpenID Connect provider
+    (authorization code flow with PKCE). Set ``issuer``, ``client_id`` and ``client_secret``;
+    the provider's roles or groups claim maps to Accord roles through ``role_map``."""
+
+    issuer: str | None = None
+    """The provider's issuer URL; its ``/.well-known/openid-configuration`` is read."""
+    client_id: str | None = None
+    client_secret: SecretStr | None = None
+    scopes: str = "openid profile"
+    staff_id_claim: str = "preferred_username"
+    """The ID-token claim that is the staff id (opaque: never a name or an e-mail address)."""
+    roles_claim: str = "roles"
+    role_map: str = ""
+    """Provider role or group = Accord role (agent, team_lead, credit_committee,
+    administrator), comma-separated: ``leads=team_lead,risk-committee=credit_committee``.
+    The highest role a person has counts; nobody mapped, no access."""
+
+    def roles(self) -> dict[str, str]:
+        pairs = (item.split("=", 1) for item in self.role_map.split(",") if "=" in item)
+        return {provider.strip(): accord.strip() for provider, accord in pairs}
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.issuer)
+
+
+class StaffSettings(BaseModel):
+    """Staff identity: the key that signs staff credentials and the keys that verify them.
+
+    The desk (and an administrator acting by name from the CLI) signs every staff action with
+    ``signing_key`` (Ed25519); workers verify with ``verify_keys`` (its public keys), so a
+    worker cannot mint credentials. Neither set (development): both come from ``key_file``,
+    created on first use."""
+
+    signing_key: SecretStr | None = None
+    """Ed25519, base64 (`accord staff new-key`) or PEM."""
+    verify_keys: str = ""
+    """Public keys a worker accepts (`accord staff public-key`, base64), comma-separated; list
+    the old one too while rotating."""
+
+    def verify_key_texts(self) -> list[str]:
+        return [key.strip() for key in self.verify_keys.split(",") if key.strip()]
+
+    key_file: Path | None = None
+    """Development key pair (default ``<data_dir>/staff/signing-key.pem``)."""
+    accounts_file: Path | None = None
+    """The desk's local accounts (default ``<data_dir>/staff/accounts.json``): `accord staff
+    add` writes it; hashed passwords and roles."""
+    credential_seconds: int = Field(default=300, ge=10, le=3600)
+    """How long a signed action stays valid (it is bound to one case and one action)."""
+    session_hours: float = Field(default=12.0, gt=0, le=24 * 7)
+    """How long a desk sign-in or an `accord login` token lasts."""
+    token_file: Path | None = None
+    """Where `accord login` keeps its token (default ``~/.config/accord/token``)."""
+
+
+class DeskSettings(BaseModel):
+    """The operations desk (`accord desk`): cases, queues and actions for staff."""
+
+    host: str = "127.0.0.1"
+    port: int = 8250
+    public_url: str | None = None
+    """How staff reach it (links in reports, the CLI's `accord login`); default
+    ``http://<host>:<port>``."""
+    secure_cookies: bool = True
+    """``Secure`` session cookies (browsers accept them on http://localhost too)."""
+    temporal_ui_url: str | None = None
+    """Links to a case in the Temporal UI; default ``http://<temporal host>:<ui_port>``."""
+    list_limit: int = Field(default=2000, ge=10, le=100_000)
+    """Cases a list reads from visibility before sorting (the store does not sort)."""
+
+    @property
+    def url(self) -> str:
+        return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="ACCORD_",
@@ -245,12 +322,30 @@ class Settings(BaseSettings):
     esign: ESignSettings = Field(default_factory=ESignSettings)
     contact: ContactGatewaySettings = Field(default_factory=ContactGatewaySettings)
     webhooks: WebhookSettings = Field(default_factory=WebhookSettings)
+    staff: StaffSettings = Field(default_factory=StaffSettings)
+    desk: DeskSettings = Field(default_factory=DeskSettings)
+    oidc: OidcSettings = Field(default_factory=OidcSettings)
 
     @property
     def esign_callback_url(self) -> str:
         if self.esign.callback_url is not None:
             return self.esign.callback_url
         return f"http://{self.webhooks.host}:{self.webhooks.port}/webhooks/esign"
+
+    @property
+    def staff_key_file(self) -> Path:
+        return self.staff.key_file or self.data_dir / "staff" / "signing-key.pem"
+
+    @property
+    def staff_accounts_file(self) -> Path:
+        return self.staff.accounts_file or self.data_dir / "staff" / "accounts.json"
+
+    @property
+    def temporal_ui_url(self) -> str:
+        if self.desk.temporal_ui_url is not None:
+            return self.desk.temporal_ui_url.rstrip("/")
+        host = self.temporal.address.rsplit(":", 1)[0]
+        return f"http://{host}:{self.temporal.ui_port}"
 
     @property
     def portfolio_policy_dir(self) -> Path:

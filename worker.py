@@ -39,6 +39,8 @@ from activities.publisher import KafkaCaseEventPublisher
 from clients import connect_temporal
 from services.health import health_endpoint
 from settings import Settings, get_settings
+from staff.credentials import install_verify_keys
+from staff.keys import verify_keys
 from workflows.case import CaseWorkflow
 from workflows.contact_ledger import ContactLedgerWorkflow
 
@@ -51,6 +53,9 @@ PASSED_THROUGH = (
     "schemas",
     "activities",
     "workflows.search_attributes",
+    "staff.credentials",
+    "jwt",
+    "cryptography",
     "workflows.calls",
     "pydantic",
     "pydantic_core",
@@ -80,6 +85,8 @@ def worker_identity() -> str:
 
 
 def build_worker(client: Client, settings: Settings, activities: CaseActivities) -> Worker:
+    # Staff actions are verified with these (public) keys in every case this process runs.
+    install_verify_keys(verify_keys(settings))
     tuning = settings.worker
     return Worker(
         client,

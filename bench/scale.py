@@ -27,7 +27,7 @@ import contextlib
 import math
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -53,7 +53,9 @@ from bench.common import (
     write_result,
 )
 from clients import connect_temporal, kafka_client_options
+from desk.calls import sign_for
 from engine.actions import Pause
+from schemas.staff import Actor, StaffRole
 from settings import Settings, TemporalSettings
 from simulate.bank_process import BANK
 from simulate.engine import CaseRecord, Simulation, SimulationConfig, case_id_of, read_from_now
@@ -61,6 +63,7 @@ from simulate.portfolio import generate_portfolio
 from simulate.profiles import parse_mix
 from simulate.timescale import policy_now
 from stack.processes import ProcessSupervisor
+from staff.keys import signing_key
 from workflows.handle import CaseHandle
 
 STAFF_ID = "ops-bench"
@@ -116,7 +119,11 @@ def policy_instant(record: CaseRecord, instant: datetime) -> datetime:
 
 
 async def pause_until(
-    client: Client, records: list[CaseRecord], instant: datetime, concurrency: int
+    client: Client,
+    records: list[CaseRecord],
+    instant: datetime,
+    concurrency: int,
+    settings: Settings,
 ) -> set[str]:
     """Pause each case until ``instant``, ``concurrency`` at a time; the ids of the cases that
     accepted. A pause on an evicted case is a replay, so a busy worker can time the task out
@@ -127,7 +134,13 @@ async def pause_until(
     handles = {r.case_id: CaseHandle(client, r.case_id) for r in records}
 
     async def one(record: CaseRecord) -> None:
-        request = Pause(staff_id=STAFF_ID, until=policy_instant(record, instant))
+        request = sign_for(
+            Pause(staff_id=STAFF_ID, until=policy_instant(record, instant)),
+            Actor(staff_id=STAFF_ID, role=StaffRole.ADMINISTRATOR),
+            record.case_id,
+            signing_key(settings),
+            timedelta(minutes=5),
+        )
         async with slots:
             for attempt in range(4):
                 if (instant - datetime.now(UTC)).total_seconds() < 2:
@@ -271,7 +284,9 @@ async def main(arguments: argparse.Namespace) -> None:
         print(f"  pausing {len(due)} cases until {instant:%H:%M:%S} (in {lead:.0f}s)")
         async with ResumedWatch(settings) as resumed:
             sent_began = time.monotonic()
-            accepted = await pause_until(client, due, instant, arguments.pause_concurrency)
+            accepted = await pause_until(
+                client, due, instant, arguments.pause_concurrency, settings
+            )
             sending_seconds = time.monotonic() - sent_began
             if len(accepted) < len(due):
                 print(f"  warning: {len(accepted)} of {len(due)} paused before the instant")

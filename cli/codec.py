@@ -20,7 +20,13 @@ def new_key_command() -> None:
 
 @codec.command("serve")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
-def serve(host: str) -> None:
+@click.option(
+    "--insecure-dev",
+    is_flag=True,
+    help="Serve without ACCORD_ENCRYPTION__CODEC_SERVER_TOKEN (anyone who can reach the port "
+    "can decrypt): for a laptop only.",
+)
+def serve(host: str, insecure_dev: bool) -> None:
     """Serve /decode and /encode for the Temporal UI ("Codec Server" setting) and CLI."""
     from aiohttp import web
 
@@ -33,9 +39,14 @@ def serve(host: str) -> None:
     if payload is None:
         raise click.ClickException("ACCORD_ENCRYPTION__KEY is not set: nothing to decode")
     if settings.encryption.codec_server_token is None:
+        if not insecure_dev:
+            raise click.ClickException(
+                "ACCORD_ENCRYPTION__CODEC_SERVER_TOKEN is not set: set it (the Temporal UI "
+                "sends it as a bearer token), or pass --insecure-dev on a laptop"
+            )
         click.echo(
-            "warning: no ACCORD_ENCRYPTION__CODEC_SERVER_TOKEN: anyone on the network "
-            "who can reach this port can decrypt payloads",
+            "warning: --insecure-dev without a token: anyone who can reach this port "
+            "can decrypt payloads",
             err=True,
         )
     web.run_app(

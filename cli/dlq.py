@@ -6,7 +6,6 @@ the error, ids, offsets and sizes only, unless asked for the values.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
@@ -15,6 +14,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPa
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import for_code
 
+from cli.reach import run_against_stack
 from clients import kafka_client_options
 from settings import Settings, get_settings
 from streams import dead_letters
@@ -46,7 +46,7 @@ def inspect(topic: str | None, limit: int, show_values: bool) -> None:
     """Print the dead letters of TOPIC (an inbound topic or its .dlq), or of every inbound topic."""
     settings = get_settings()
     names = [dead_letter_topic(settings, topic)] if topic else dead_letter_topics(settings)
-    asyncio.run(_inspect(settings, names, limit, show_values))
+    run_against_stack(settings, _inspect(settings, names, limit, show_values))
 
 
 @dlq.command()
@@ -61,7 +61,7 @@ def redrive(topic: str) -> None:
     """
     settings = get_settings()
     name = dead_letter_topic(settings, topic)
-    redriven = asyncio.run(_redrive(settings, name))
+    redriven = run_against_stack(settings, _redrive(settings, name))
     click.echo(f"re-drove {redriven} record(s) from {name}")
 
 
@@ -125,7 +125,11 @@ async def _consumer(settings: Settings, group_id: str | None) -> AIOKafkaConsume
     consumer = AIOKafkaConsumer(
         group_id=group_id, enable_auto_commit=False, **kafka_client_options(settings.kafka)
     )
-    await consumer.start()
+    try:
+        await consumer.start()
+    except BaseException:
+        await consumer.stop()
+        raise
     return consumer
 
 

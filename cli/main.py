@@ -14,6 +14,7 @@ from cli.dlq import dlq
 from cli.service import service
 from cli.simulate import simulate
 from cli.stack import stack
+from cli.staff import desk, login, logout, staff
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -54,7 +55,7 @@ def export_schemas(directory: Path) -> None:
         click.echo(path)
 
 
-for command in (stack, case, dlq, codec, simulate, service):
+for command in (stack, case, dlq, codec, simulate, service, desk, staff, login, logout):
     main.add_command(command)
 
 

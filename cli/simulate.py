@@ -8,7 +8,6 @@ cases keep the default policy on the real clock.
 
 from __future__ import annotations
 
-import asyncio
 import json
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
@@ -17,8 +16,16 @@ from typing import TYPE_CHECKING
 
 import click
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
+from cli.reach import run_against_stack
 from schemas.events import ProductType
 
 if TYPE_CHECKING:
@@ -123,6 +130,7 @@ def simulate(
     out_dir: Path | None,
 ) -> None:  # fmt: skip
     """Play core banking and the borrowers against the running stack and report the outcome."""
+    from decisions.policy import PolicyError
     from settings import get_settings
     from simulate.portfolio import generate_portfolio
     from simulate.profiles import MixError, parse_mix
@@ -138,11 +146,14 @@ def simulate(
     out = out_dir or settings.data_dir / "simulate"
     scale = time_scale_for(_seconds_per_day(seconds_per_day))
     portfolio = f"sim-{scale}"
-    policy = write_compressed_policy(
-        settings.policy_file,
-        settings.portfolio_policy_dir / f"{portfolio}.toml",
-        _seconds_per_day(seconds_per_day),
-    )
+    try:
+        policy = write_compressed_policy(
+            settings.policy_file,
+            settings.portfolio_policy_dir / f"{portfolio}.toml",
+            _seconds_per_day(seconds_per_day),
+        )
+    except PolicyError as error:
+        raise click.ClickException(str(error)) from None
     loans = generate_portfolio(
         loan_count,
         seed=seed,
@@ -158,7 +169,9 @@ def simulate(
         f"(time scale {policy.time_scale}x), Temporal {settings.temporal.address}, "
         f"Kafka {settings.kafka.bootstrap_servers}"
     )
-    records = asyncio.run(_run(settings, loans, policy, duration, rate, audit, console))
+    records = run_against_stack(
+        settings, _run(settings, loans, policy, duration, rate, audit, console)
+    )
     _report(records, policy, out, started, console, settings)
 
 
@@ -178,6 +191,8 @@ async def _run(
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),  # from each bar's recent pace: cases close at their own rate
         console=console,
     ) as progress:
         tasks = {
@@ -209,7 +224,7 @@ def _report(
     console: Console,
     settings: Settings,
 ) -> None:
-    from simulate.report import html_report, print_summary, summarise
+    from simulate.report import CaseLinks, html_report, print_summary, summarise
 
     summary = summarise(records)
     print_summary(summary, console)
@@ -222,7 +237,12 @@ def _report(
     ]
     out.mkdir(parents=True, exist_ok=True)
     page = out / f"simulation-{stamp}.html"
-    page.write_text(html_report(summary, "Accord portfolio simulation", notes))
+    links = CaseLinks(
+        desk_url=settings.desk.url,
+        temporal_ui_url=settings.temporal_ui_url,
+        namespace=settings.temporal.namespace,
+    )
+    page.write_text(html_report(summary, "Accord portfolio simulation", notes, records, links))
     data = out / f"simulation-{stamp}.json"
     data.write_text(json.dumps(summary.to_json(), indent=2))
     console.print(f"report: {page}\nsummary: {data}")

@@ -22,6 +22,7 @@ from schemas.assessment import Contract, Tier
 from schemas.contact import ContactChannel
 from schemas.money import RATE_PLACES, Share
 from schemas.plan import ApprovalAuthority, Lever
+from schemas.staff import StaffRole
 
 PACKS_DIR = Path(__file__).parent / "packs"
 DEFAULT_POLICY_FILE = PACKS_DIR / "default.toml"
@@ -195,6 +196,16 @@ class ApprovalPolicy(Contract):
     lever_authority: dict[Lever, ApprovalAuthority] = Field(
         default_factory=lambda: {Lever.RATE_REDUCTION: ApprovalAuthority.TEAM_LEAD}
     )
+    role_authority: dict[StaffRole, ApprovalAuthority] = Field(
+        default_factory=lambda: {
+            StaffRole.AGENT: ApprovalAuthority.AUTOMATIC,
+            StaffRole.TEAM_LEAD: ApprovalAuthority.TEAM_LEAD,
+            StaffRole.CREDIT_COMMITTEE: ApprovalAuthority.CREDIT_COMMITTEE,
+            StaffRole.ADMINISTRATOR: ApprovalAuthority.CREDIT_COMMITTEE,
+        }
+    )
+    """What each staff role may approve (the role comes from the authenticated identity);
+    a role not listed approves nothing."""
 
     @model_validator(mode="after")
     def _ordered(self) -> ApprovalPolicy:
@@ -216,6 +227,9 @@ class ApprovalPolicy(Contract):
             if needed.level > authority.level:
                 authority = needed
         return authority
+
+    def granted_to(self, role: StaffRole) -> ApprovalAuthority:
+        return self.role_authority.get(role, ApprovalAuthority.AUTOMATIC)
 
 
 class TierShares(Contract):

@@ -21,6 +21,7 @@ from temporalio.converter import PayloadCodec
 ENCODING = b"binary/encrypted"
 KEY_ID_METADATA = "encryption-key-id"
 NONCE_BYTES = 12
+TAG_BYTES = 16  # AES-GCM appends a 16-byte authentication tag
 
 
 class PayloadKeyError(ValueError):
@@ -73,6 +74,11 @@ class EncryptionCodec(PayloadCodec):
         decryptor = self._decryptors.get(key_id)
         if decryptor is None:
             raise PayloadKeyError(f"payload encrypted with unknown key {key_id!r}")
+        if len(payload.data) < NONCE_BYTES + TAG_BYTES:
+            raise PayloadKeyError(
+                f"payload too short to be encrypted with key {key_id!r} "
+                f"({len(payload.data)} bytes, at least {NONCE_BYTES + TAG_BYTES})"
+            )
         nonce, ciphertext = payload.data[:NONCE_BYTES], payload.data[NONCE_BYTES:]
         try:
             plaintext = decryptor.decrypt(nonce, ciphertext, key_id.encode())

@@ -2,13 +2,15 @@
 
 Implements Temporal's remote codec protocol: ``POST /decode`` and ``POST /encode`` with a
 ``Payloads`` message as protobuf JSON. Requests must carry ``Authorization: Bearer <token>``
-when a token is configured; CORS is granted to the configured UI origin only.
+(RFC 6750); it runs without a token only when told ``--insecure-dev``. CORS is granted
+to the configured UI origin only.
 """
 
 from __future__ import annotations
 
 import hmac
 import logging
+import re
 
 from aiohttp import hdrs, web
 from google.protobuf import json_format
@@ -18,6 +20,17 @@ from encryption.codec import EncryptionCodec, PayloadKeyError
 from settings import EncryptionSettings
 
 log = logging.getLogger("accord.codec")
+
+# RFC 6750 §2.1: the scheme is case-insensitive, then one or more spaces, then a token68.
+_BEARER = re.compile(r"bearer +([A-Za-z0-9\-._~+/]+=*)", re.IGNORECASE)
+
+
+def bearer_token(authorization: str | None) -> str | None:
+    """The token of an ``Authorization: Bearer <token>`` header, or None for anything else."""
+    if authorization is None:
+        return None
+    found = _BEARER.fullmatch(authorization.strip())
+    return found.group(1) if found else None
 
 
 def build_codec_app(codec: EncryptionCodec, cfg: EncryptionSettings) -> web.Application:
@@ -34,10 +47,10 @@ def build_codec_app(codec: EncryptionCodec, cfg: EncryptionSettings) -> web.Appl
         return response
 
     def authorised(request: web.Request) -> bool:
-        if token is None:
+        if token is None:  # only with `accord codec serve --insecure-dev`
             return True
-        presented = request.headers.get(hdrs.AUTHORIZATION, "").removeprefix("Bearer ")
-        return hmac.compare_digest(presented.encode(), token.encode())
+        presented = bearer_token(request.headers.get(hdrs.AUTHORIZATION))
+        return presented is not None and hmac.compare_digest(presented.encode(), token.encode())
 
     async def preflight(request: web.Request) -> web.StreamResponse:
         return cors(request, web.Response())
@@ -50,7 +63,7 @@ def build_codec_app(codec: EncryptionCodec, cfg: EncryptionSettings) -> web.Appl
             try:
                 payloads = json_format.Parse(await request.read(), Payloads())
                 converted = await (codec.decode if decode else codec.encode)(payloads.payloads)
-            except (json_format.ParseError, PayloadKeyError) as error:
+            except (json_format.ParseError, PayloadKeyError, UnicodeDecodeError) as error:
                 return cors(request, web.json_response({"error": str(error)}, status=400))
             body = json_format.MessageToJson(Payloads(payloads=converted))
             return cors(request, web.Response(text=body, content_type="application/json"))

@@ -3,6 +3,12 @@
 Every action reaches the case through one update (``CaseWorkflow.act``) and is checked by
 ``engine.rules.refusal`` first: a refused action changes nothing and the caller is told why.
 Actions carry opaque staff ids and reason codes, never personal data.
+
+Staff actions (``STAFF_ACTIONS``) carry a ``credential``: a token the desk (or an administrator's
+key) signed for this staff member, this case and this very action. The workflow verifies it
+(``staff.credentials``) and the rules check the verified actor — the staff id the action names
+must be the signed-in one, and what it approves must be within the authority the policy gives
+the actor's role. A borrower's action may carry one too, when an agent records it.
 """
 
 from __future__ import annotations
@@ -24,6 +30,13 @@ Text = Annotated[str, Field(min_length=1, max_length=2000)]
 
 class _Action(BaseModel):
     model_config = ConfigDict(frozen=True, extra="ignore")
+
+    credential: str | None = Field(default=None, max_length=4096)
+    """Signed by the desk or an administrator for this staff member, case and action."""
+
+    def signed_content(self) -> bytes:
+        """What a credential signs: the action as JSON, without the credential."""
+        return self.model_dump_json(exclude={"credential"}).encode()
 
 
 # --- the borrower (through an agent, the portal or the e-signature provider) -----------------
@@ -73,14 +86,17 @@ class Approve(_Action):
     action: Literal["approve"] = "approve"
     option_ids: Annotated[tuple[OptionId, ...], Field(min_length=1)]
     approver_id: OpaqueId
-    authority: ApprovalAuthority
+    authority: ApprovalAuthority | None = None
+    """Ignored: the authority is the one the policy gives the signed-in actor's role. Kept so
+    actions recorded before credentials existed still read."""
 
 
 class Reject(_Action):
     action: Literal["reject"] = "reject"
     option_ids: Annotated[tuple[OptionId, ...], Field(min_length=1)]
     approver_id: OpaqueId
-    authority: ApprovalAuthority
+    authority: ApprovalAuthority | None = None
+    """Ignored, as ``Approve.authority``."""
     reason: ReasonCode = "APPROVAL_REJECTED"
 
 
@@ -227,6 +243,34 @@ ACTIONS: tuple[type[_Action], ...] = (
     TreatmentEnded,
     RecordContact,
 )
+
+STAFF_ACTIONS = frozenset(
+    {
+        "approve",
+        "reject",
+        "pause",
+        "resume",
+        "breathing_space",
+        "mental_health_crisis",
+        "treatment_ended",
+        "record_contact",
+        "resolve_dispute",
+        "note",
+        "assign",
+        "retry",
+    }
+)
+"""Actions only a signed-in staff member may take. The rest are the borrower's (through the
+portal, the e-signature provider, or an agent on the phone); a dispute may come from either."""
+
+
+def named_staff(action: _Action) -> str | None:
+    """The staff id an action names as the one taking it (None for a borrower's action)."""
+    for name in ("approver_id", "staff_id", "author_id"):
+        value = getattr(action, name, None)
+        if isinstance(value, str):
+            return value
+    return None
 
 
 class Accepted(BaseModel):

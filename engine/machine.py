@@ -74,8 +74,10 @@ from engine.rules import breathing_space_end, mental_health_crisis_end, moratori
 from engine.state import (
     MAX_CONTACT_LOG,
     MAX_REMEMBERED_EVENT_IDS,
+    MAX_REMEMBERED_PAYMENTS,
     ApprovalRound,
     CaseState,
+    PaymentNote,
     SignatureRound,
     StoredAgreement,
     Tracking,
@@ -151,13 +153,22 @@ def _on_event(state: CaseState, event: Event, context: Context) -> str:
         take_profile(state, profile, "HARDSHIP_DECLARED", context)
         return "hardship declaration received"
     if isinstance(event, LoanPayment):
-        return "payment noted (the ledger decides at the next checkpoint)"
+        return _payment(state, event)
     if isinstance(event, ContactInteraction):
         # Already in the borrower's contact ledger (the stream put it there): the case keeps
         # it for its view and its engagement figures.
         _log_interaction(state, Interaction.of_event(event), "CONTACT_CENTRE", context)
         return "contact-centre interaction noted"
     return "event ignored"
+
+
+def _payment(state: CaseState, event: LoanPayment) -> str:
+    """Kept as a hint for the balance and arrears now; the ledger decides at the checkpoint."""
+    if state.loan is not None and event.currency != state.loan.currency:
+        return "payment in another currency than the loan: not counted"
+    note = PaymentNote(at=event.paid_at, amount=event.amount)
+    state.payments = sorted([*state.payments, note], key=lambda p: p.at)[-MAX_REMEMBERED_PAYMENTS:]
+    return "payment noted (the ledger decides at the next checkpoint)"
 
 
 def _submit_financials(state: CaseState, action: SubmitFinancials, context: Context) -> str:
@@ -638,6 +649,8 @@ def _ledger_read(state: CaseState, message: result.LedgerRead, context: Context)
     tracking, agreement = state.tracking, state.agreement
     assert tracking is not None and agreement is not None
     tracking.ledger_due = False
+    tracking.paid_total = message.paid_total
+    tracking.ledger_read_at = context.now
     schedule = agreement.schedule
     currency = schedule.currency
     upto = min(tracking.next_index, len(schedule)) - 1

@@ -44,6 +44,8 @@ class Context:
     """The policy in force for this case (None only before it is first loaded)."""
     now: datetime
     """The case's clock."""
+    actor: str | None = None
+    """The authenticated staff member whose action is being applied, if any."""
 
     @property
     def rules(self) -> Policy:
@@ -322,6 +324,7 @@ def record(state: CaseState, context: Context, kind: str, *summary: str) -> None
             policy_version=state.policy_version or "none",
             contact_rules_version=state.contact_rules_version,
             summary=summary,
+            by=context.actor,
         )
     )
 

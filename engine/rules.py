@@ -21,6 +21,11 @@ closed                  nothing: a closed case is history
 In every open stage: pause / resume, breathing_space, mental_health_crisis / treatment_ended,
 dispute / resolve_dispute, note, record_contact, assign, and retry (when the case waits for a
 human).
+
+Who may act: a staff action (``engine.actions.STAFF_ACTIONS``) needs an authenticated ``actor``
+(verified by the workflow from the action's credential) whose staff id is the one the action
+names; approving or rejecting needs the authority the policy gives the actor's role
+(``ApprovalPolicy.role_authority``) — never what the caller says it has.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from typing import Any
 from decisions.local_days import DEFAULT_ZONE, local_date, start_of_day
 from decisions.policy import Policy
 from engine.actions import (
+    STAFF_ACTIONS,
     Approve,
     Assign,
     CaseAction,
@@ -52,11 +58,13 @@ from engine.actions import (
     StartMentalHealthCrisis,
     SubmitFinancials,
     TreatmentEnded,
+    named_staff,
 )
 from engine.state import CaseState
 from schemas.assessment import FinancialProfile
 from schemas.case import CaseStage
 from schemas.plan import ApprovalAuthority, PlanOption
+from schemas.staff import Actor
 
 OPEN_STAGES = frozenset(CaseStage) - {CaseStage.CLOSED}
 
@@ -86,10 +94,17 @@ STAGES_FOR: dict[str, frozenset[CaseStage]] = {
 
 
 def refusal(
-    state: CaseState, action: CaseAction, policy: Policy | None, now: datetime
+    state: CaseState,
+    action: CaseAction,
+    policy: Policy | None,
+    now: datetime,
+    actor: Actor | None = None,
 ) -> str | None:
-    """Why ``action`` cannot be applied to the case now, or None if it can."""
+    """Why ``action`` cannot be applied to the case now, or None if it can. ``actor``: the
+    staff member the action's credential was verified for (None: no credential)."""
     name = action.action
+    if (reason := forbidden(state, action, policy, actor)) is not None:
+        return reason
     if state.closed:
         assert state.outcome is not None and state.closed_at is not None
         return f"{name}: the case is closed ({state.outcome.value} on {state.closed_at:%Y-%m-%d})"
@@ -100,8 +115,40 @@ def refusal(
     if state.stage not in allowed:
         stages = ", ".join(sorted(stage.value for stage in allowed))
         return f"{name}: only in stage {stages}; the case is in {state.stage.value}"
+    if isinstance(action, Approve | Reject):
+        return _approval(state, name, action.option_ids)
     check = _CHECKS.get(type(action))
     return check(state, action, policy, now) if check is not None else None
+
+
+def forbidden(
+    state: CaseState, action: CaseAction, policy: Policy | None, actor: Actor | None
+) -> str | None:
+    """Why this staff member may not take ``action`` whatever the case's stage, or None: a
+    staff action must come from the signed-in staff member it names, and approving or
+    rejecting an option needs the authority the policy gives the actor's role."""
+    name = action.action
+    if name not in STAFF_ACTIONS:
+        return None
+    if actor is None:
+        return (
+            f"{name}: a staff action needs a signed-in staff member "
+            "(the desk, `accord login`, or an administrator's key)"
+        )
+    named = named_staff(action)
+    if named is not None and named != actor.staff_id:
+        return f"{name}: it names {named}, but the signed-in staff member is {actor.staff_id}"
+    if isinstance(action, Approve | Reject) and policy is not None and state.proposal is not None:
+        granted = policy.approval.granted_to(actor.role)
+        offered = {option.option_id: option for option in state.proposal.offered}
+        for option_id in action.option_ids:
+            option = offered.get(option_id)
+            if option is not None and granted.level < option.required_authority.level:
+                return (
+                    f"{name}: {option_id} needs {option.required_authority.value} authority; "
+                    f"{actor.staff_id} ({actor.role.value}) has {granted.value}"
+                )
+    return None
 
 
 # --- borrower actions ------------------------------------------------------------------------
@@ -159,14 +206,6 @@ def _situation_changed(state: CaseState, action: SituationChanged, *_: Any) -> s
 
 
 # --- staff actions ---------------------------------------------------------------------------
-
-
-def _approve(state: CaseState, action: Approve, *_: Any) -> str | None:
-    return _approval(state, "approve", action.option_ids, action.authority)
-
-
-def _reject(state: CaseState, action: Reject, *_: Any) -> str | None:
-    return _approval(state, "reject", action.option_ids, action.authority)
 
 
 def _pause(state: CaseState, action: Pause, _: Policy, now: datetime) -> str | None:
@@ -272,8 +311,6 @@ _CHECKS: dict[type, Callable[..., str | None]] = {
     Decline: _decline,
     Sign: _sign,
     SituationChanged: _situation_changed,
-    Approve: _approve,
-    Reject: _reject,
     Pause: _pause,
     Resume: _resume,
     StartBreathingSpace: _breathing_space,
@@ -366,19 +403,11 @@ def _currency(state: CaseState, name: str, profile: FinancialProfile) -> str | N
     return None
 
 
-def _approval(
-    state: CaseState, name: str, option_ids: tuple[str, ...], authority: ApprovalAuthority
-) -> str | None:
+def _approval(state: CaseState, name: str, option_ids: tuple[str, ...]) -> str | None:
     pending = state.approval
     if pending is None:
         return f"{name}: nothing is waiting for approval"
     unknown = [option_id for option_id in option_ids if option_id not in pending.option_ids]
     if unknown:
         return f"{name}: {', '.join(unknown)} not waiting for approval"
-    assert state.proposal is not None
-    offered = {option.option_id: option for option in state.proposal.offered}
-    for option_id in option_ids:
-        needed = offered[option_id].required_authority
-        if authority.level < needed.level:
-            return f"{name}: {option_id} needs {needed.value} authority, not {authority.value}"
     return None

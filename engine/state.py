@@ -42,6 +42,8 @@ recognised as stale by its ``occurred_at``, and payments are only hints (the led
 MAX_CONTACT_LOG = 50
 """The case view's contact log. The contact rules judge the borrower's contact ledger, not
 this log."""
+MAX_REMEMBERED_PAYMENTS = 32
+"""Payments reported on Kafka, kept until the loan position or the ledger covers them."""
 
 
 class Record(BaseModel):
@@ -70,6 +72,16 @@ class DecisionRecord(Entry):
     policy_version: str
     contact_rules_version: str | None = None
     summary: tuple[str, ...] = ()
+    by: str | None = None
+    """The authenticated staff member whose action this was (None: the case itself, or the
+    borrower through their own channel)."""
+
+
+class PaymentNote(Entry):
+    """A payment reported on ``loan.payment.v1``: a hint until the ledger is read."""
+
+    at: datetime
+    amount: Decimal
 
 
 class NoteRecord(Entry):
@@ -309,6 +321,9 @@ class Tracking(Record):
     ledger_due: bool = False
     """A checkpoint passed: read the ledger."""
     restructure_ref: str = ""
+    paid_total: Decimal = Decimal(0)
+    """Paid under the plan, as the ledger said when last read (at ``ledger_read_at``)."""
+    ledger_read_at: datetime | None = None
 
 
 class CaseState(Record):
@@ -337,6 +352,9 @@ class CaseState(Record):
     profile_is_current: bool = False
     """The profile was given in the current information round (silence is information)."""
     applied_event_ids: list[str] = Field(default_factory=list)
+    payments: list[PaymentNote] = Field(default_factory=list)
+    """Recent payments reported on Kafka (``engine.balance`` counts those the loan position
+    or the ledger does not cover yet)."""
 
     # Where each stage is.
     info: InfoRound | None = None

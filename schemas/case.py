@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from datetime import date
 from enum import StrEnum
+from typing import Literal
 
 from pydantic import AwareDatetime, Field
 
 from schemas.assessment import Assessment, Contract, ReasonCode, Tier
 from schemas.contact import ContactAttempt, ContactHolds
-from schemas.money import Amount
-from schemas.plan import Agreement, Instalment, PlanProposal
+from schemas.money import Amount, Currency
+from schemas.plan import Agreement, ApprovalAuthority, Instalment, PlanProposal
 
 
 class CaseStage(StrEnum):
@@ -87,6 +88,30 @@ class HoldInForce(Contract):
     treatment)."""
 
 
+class BalanceNow(Contract):
+    """The balance and arrears now (``engine.balance``): the loan position or the signed plan,
+    less the payments reported since; the ledger decides each instalment at its checkpoint."""
+
+    currency: Currency
+    outstanding: Amount
+    arrears: Amount
+    overdue_since: date | None = None
+    days_past_due: int = 0
+    paid_since_basis: Amount
+    """Payments reported since the loan position (or the ledger) was read."""
+    last_payment_at: AwareDatetime | None = None
+    basis: Literal["loan", "plan"]
+
+
+class ApprovalStatus(Contract):
+    """Options waiting for a staff member's approval, and the authority the highest needs."""
+
+    option_ids: tuple[str, ...]
+    required: ApprovalAuthority
+    requested_at: AwareDatetime
+    escalations: int = 0
+
+
 class CaseView(Contract):
     """The full case view returned by the workflow query."""
 
@@ -113,6 +138,12 @@ class CaseView(Contract):
     """The borrower's time zone: due dates, deadlines and quiet hours are their local days."""
     attention: Attention | None = None
     assigned_to: str | None = None
+    balance: BalanceNow | None = None
+    approval: ApprovalStatus | None = None
+    approved_by: dict[str, str] = Field(default_factory=dict)
+    """Option id → the staff member who approved it (``policy``: needed no approval)."""
+    portfolio: str | None = None
+    broken_plans: int = 0
     outcome: CaseOutcome | None = None
     outcome_reasons: tuple[ReasonCode, ...] = ()
     closed_at: AwareDatetime | None = None

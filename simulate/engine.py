@@ -24,6 +24,7 @@ from decimal import Decimal
 
 import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pydantic import BaseModel
 from temporalio.client import (
     Client,
@@ -33,6 +34,7 @@ from temporalio.client import (
 from temporalio.service import RPCError
 
 from clients import connect_temporal, kafka_client_options
+from desk.calls import sign_for
 from engine import actions
 from engine.actions import CaseAction, CaseAudit
 from schemas.case import CaseStage, CaseView
@@ -44,11 +46,13 @@ from schemas.events import (
     PaymentChannel,
 )
 from schemas.outbound import parse_case_event
+from schemas.staff import Actor, StaffRole
 from settings import Settings
 from simulate import borrowers as b
 from simulate.portfolio import SimulatedLoan
 from simulate.signing import NoEnvelopeYet, act_on_signing_page
 from simulate.timescale import policy_now, server_time
+from staff.keys import signing_key
 from workflows.handle import CaseHandle
 
 log = logging.getLogger("accord.simulate")
@@ -138,6 +142,7 @@ class Simulation:
         self.signed_or_closed: set[str] = set()
         self._finished = asyncio.Event()
         self._slots = asyncio.Semaphore(config.max_in_flight)
+        self._signing_key: Ed25519PrivateKey | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._client: Client | None = None
         self._producer: AIOKafkaProducer | None = None
@@ -336,9 +341,24 @@ class Simulation:
         assert self._client is not None
         return CaseHandle(self._client, record.case_id)
 
+    def _staff_key(self) -> Ed25519PrivateKey:
+        if self._signing_key is None:
+            self._signing_key = signing_key(self.settings)
+        return self._signing_key
+
     async def _update(self, record: CaseRecord, action: CaseAction) -> bool:
         """True if accepted; False if refused as premature (try again later)."""
         name = action.action
+        if name in actions.STAFF_ACTIONS:
+            # Operations' part is played by an administrator named in the audit, signing with
+            # the stack's staff key (as `accord case --admin` does).
+            action = sign_for(
+                action,
+                Actor(staff_id=OPERATIONS_STAFF_ID, role=StaffRole.ADMINISTRATOR),
+                record.case_id,
+                self._staff_key(),
+                timedelta(seconds=self.settings.staff.credential_seconds),
+            )
         try:
             async with self._slots:
                 await self._handle(record).act(action)

@@ -192,9 +192,48 @@ def print_summary(summary: Summary, console: Console) -> None:
     console.print(facts)
 
 
-def html_report(summary: Summary, title: str, notes: list[str]) -> str:
+@dataclass(frozen=True)
+class CaseLinks:
+    """Where a case of the report opens: the desk's case page and the Temporal UI's."""
+
+    desk_url: str
+    temporal_ui_url: str
+    namespace: str
+
+
+def _case_table(records: list[CaseRecord], links: CaseLinks) -> str:
+    """Every case: amounts, outcome and every closing reason, linked to the desk and the UI."""
+    head = (
+        "<tr><th>Case</th><th>Profile</th><th>Tier</th><th class=num>Outstanding</th>"
+        "<th class=num>Recovered</th><th>Outcome</th><th>Closing reasons</th><th></th></tr>"
+    )
+    rows = []
+    for record in sorted(records, key=lambda r: r.case_id):
+        case_id = html.escape(record.case_id)
+        overdue = record.loan.overdue
+        ui = f"{links.temporal_ui_url}/namespaces/{links.namespace}/workflows/{case_id}"
+        rows.append(
+            f'<tr><td><a href="{links.desk_url}/cases/{case_id}">{case_id}</a></td>'
+            f"<td>{html.escape(record.loan.profile.value)}</td>"
+            f"<td>{html.escape(record.tier or '')}</td>"
+            f"<td class=num>{overdue.total_outstanding} {overdue.currency}</td>"
+            f"<td class=num>{record.recovered} {overdue.currency}</td>"
+            f"<td>{html.escape(record.outcome or record.stage or OPEN)}</td>"
+            f"<td>{html.escape(', '.join(record.outcome_reasons))}</td>"
+            f'<td><a href="{ui}">Temporal UI</a></td></tr>'
+        )
+    return f"<table>{head}{''.join(rows)}</table>"
+
+
+def html_report(
+    summary: Summary,
+    title: str,
+    notes: list[str],
+    records: list[CaseRecord] | None = None,
+    links: CaseLinks | None = None,
+) -> str:
     """One self-contained page: stacked outcome bars per profile and per tier, recovery rate per
-    profile (inline SVG, no script, no dependency)."""
+    profile (inline SVG, no script, no dependency), then every case with its links."""
     columns = _outcome_columns(summary)
     legend = "".join(
         f'<span class="key"><i style="background:{OUTCOME_COLOURS.get(c, "#999")}"></i>'
@@ -216,10 +255,14 @@ def html_report(summary: Summary, title: str, notes: list[str]) -> str:
         "<h2>Recovery rate by profile</h2>",
         _bars(recovery),
     ]
+    if records and links is not None:
+        body += [f"<h2>Cases ({len(records)})</h2>", _case_table(records, links)]
     style = (
         "body{font-family:sans-serif;margin:2em;max-width:60em}"
         ".key{margin-right:1em}.key i{display:inline-block;width:.9em;height:.9em;"
         "margin-right:.3em;vertical-align:middle}"
+        "table{border-collapse:collapse}td,th{padding:.2em .5em;border-bottom:1px solid #ddd;"
+        "text-align:left}.num{text-align:right}"
     )
     return (
         f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"

@@ -49,6 +49,7 @@ def write_compressed_policy(
     ``durations`` overrides policy durations (e.g. a benchmark that keeps signed cases asleep
     pushes the first instalment out); ``tag`` then marks the version too (``+sim86400+tag``)."""
     source_path = source if source is not None else DEFAULT_POLICY_FILE
+    load_policy(source_path)  # a broken source is named as itself, not as the derived file
     with source_path.open("rb") as file:
         data = tomllib.load(file, parse_float=Decimal)
     scale = time_scale_for(seconds_per_policy_day)

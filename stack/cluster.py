@@ -38,7 +38,13 @@ from stack.errors import StackError
 from stack.kafka import KafkaBroker, ensure_topics, replication_properties, topic_partitions
 from stack.ports import PortClaim, split_host_port
 from stack.postgres import PostgresServer
-from stack.services import ContactService, CoreBankingService, ESignService, WebhookReceiver
+from stack.services import (
+    ContactService,
+    CoreBankingService,
+    DeskService,
+    ESignService,
+    WebhookReceiver,
+)
 from stack.temporal import (
     CLOSED_WORKFLOW_RETENTION,
     RPC_TIMEOUT,
@@ -468,4 +474,5 @@ def cluster_components(settings: Settings) -> list[Component]:
         ),
         *(ClusterWorker(settings, n) for n in range(1, cluster.workers + 1)),
         *(ClusterStreamProcessor(settings, n) for n in range(1, cluster.stream_processors + 1)),
+        DeskService(app_settings(settings)),
     ]

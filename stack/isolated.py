@@ -36,7 +36,8 @@ def isolated_settings(data_dir: Path, **overrides: Any) -> Settings:
     (
         kafka_port, controller_port, temporal_port, ui_port, web_port,
         core_banking_port, esign_port, contact_port, webhooks_port, health_port, metrics_port,
-    ) = pick_free_ports(11, host)  # fmt: skip
+        desk_port,
+    ) = pick_free_ports(12, host)  # fmt: skip
     values: dict[str, Any] = {
         "data_dir": data_dir,
         "temporal": {"address": f"{host}:{temporal_port}", "ui_port": ui_port},
@@ -48,6 +49,9 @@ def isolated_settings(data_dir: Path, **overrides: Any) -> Settings:
         "esign": {"url": f"http://{host}:{esign_port}"},
         "contact": {"url": f"http://{host}:{contact_port}"},
         "webhooks": {"host": host, "port": webhooks_port},
+        "desk": {"host": host, "port": desk_port},
+        # The CLI's `accord login` token: never the developer's own.
+        "staff": {"token_file": data_dir / "staff" / "cli-token"},
     }
     for key, value in overrides.items():
         values[key] = values.get(key, {}) | value if isinstance(value, dict) else value
@@ -78,6 +82,7 @@ def isolated_cluster_settings(data_dir: Path, **overrides: Any) -> Settings:
         },
         "streams": {"web_port": next(ports)},
         "worker": {"listen_host": host, "health_port": next(ports), "metrics_port": next(ports)},
+        "desk": {"host": host, "port": next(ports)},
     }
     for key, value in overrides.items():
         values[key] = values.get(key, {}) | value if isinstance(value, dict) else value

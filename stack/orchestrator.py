@@ -23,7 +23,13 @@ from stack.component import Component
 from stack.errors import ComponentUnhealthyError, StackError
 from stack.kafka import KafkaBroker
 from stack.processes import PidState, write_atomically
-from stack.services import ContactService, CoreBankingService, ESignService, WebhookReceiver
+from stack.services import (
+    ContactService,
+    CoreBankingService,
+    DeskService,
+    ESignService,
+    WebhookReceiver,
+)
 from stack.supervision import ALIVE_STATES, Supervisord
 from stack.temporal import TemporalDevServer
 
@@ -38,6 +44,7 @@ COMPONENT_TYPES: dict[str, type[Component]] = {
         ESignService,
         ContactService,
         WebhookReceiver,
+        DeskService,
     )
 }
 COMPONENT_NAMES = tuple(COMPONENT_TYPES)

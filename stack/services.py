@@ -78,3 +78,36 @@ class ContactService(LocalService):
 class WebhookReceiver(LocalService):
     name = "webhooks"
     setting = "webhooks.port"
+
+
+class DeskService(Component):
+    """The operations desk (`accord desk`): staff pages and the API `accord login` uses."""
+
+    name = "desk"
+    phase = 1
+    startup_timeout = 60.0
+    stop_timeout = 10.0
+
+    @property
+    def address(self) -> str:
+        return self.settings.desk.url
+
+    def port_claims(self) -> list[PortClaim]:
+        desk = self.settings.desk
+        return [PortClaim(self.name, desk.host, desk.port, "desk.port")]
+
+    def prepare(self) -> None:
+        # The development signing key, before the worker and the desk both look for it.
+        from staff.keys import signing_key
+
+        signing_key(self.settings)
+
+    def command(self) -> list[str]:
+        return [sys.executable, "-m", "cli.main", "desk"]
+
+    def env(self) -> dict[str, str]:
+        return child_env(self.settings)
+
+    async def probe(self) -> None:
+        desk = self.settings.desk
+        await probe_health(f"http://{desk.host}:{desk.port}/health", self.name)

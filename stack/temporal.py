@@ -24,8 +24,12 @@ from stack.ports import PortClaim, split_host_port
 from workflows import search_attributes
 
 # Registered from the workflow's typed keys, so the two can never disagree. name -> CLI type name.
+CLI_TYPE_NAMES = {"KEYWORD_LIST": "KeywordList", "FLOAT": "Double"}
 SEARCH_ATTRIBUTES: dict[str, str] = {
-    key.name: key.indexed_value_type.name.capitalize() for key in search_attributes.ALL
+    key.name: CLI_TYPE_NAMES.get(
+        key.indexed_value_type.name, key.indexed_value_type.name.capitalize()
+    )
+    for key in search_attributes.ALL
 }
 # The dev server's only accepted pragmas are journal_mode and synchronous. WAL + NORMAL: durable
 # across a restart of the server, without an fsync per write.
@@ -52,7 +56,8 @@ def find_temporal_cli() -> str:
 
 
 def search_attribute_type(type_name: str) -> IndexedValueType.ValueType:
-    return IndexedValueType.Value(f"INDEXED_VALUE_TYPE_{type_name.upper()}")
+    proto_name = {"KeywordList": "KEYWORD_LIST", "Double": "DOUBLE"}.get(type_name, type_name)
+    return IndexedValueType.Value(f"INDEXED_VALUE_TYPE_{proto_name.upper()}")
 
 
 async def ensure_search_attributes(client: Client, namespace: str) -> None:

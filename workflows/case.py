@@ -9,7 +9,9 @@ connects it to Temporal:
 * the run loop asks ``engine.planner.next_command`` what to do, carries it out as an activity,
   a local activity (the decision core) or a timer, and feeds the result back;
 * search attributes are kept equal to the state's projection; long cases continue-as-new
-  with their whole state.
+  with their whole state;
+* a staff action's credential is verified here (``staff.credentials``, with the keys the worker
+  installed) before the rules see the action with its authenticated actor.
 """
 
 from __future__ import annotations
@@ -30,11 +32,18 @@ with workflow.unsafe.imports_passed_through():
     from engine.moves import Context
     from engine.planner import next_command
     from engine.policies import shared
-    from engine.rules import refusal
+    from engine.rules import forbidden, refusal
     from engine.state import CaseStart, CaseState
-    from engine.view import case_audit, case_view, projection
+    from engine.view import case_audit, case_view, projection, projection_v1
     from schemas.case import CaseView
     from schemas.events import InboundEvent, case_id
+    from schemas.staff import Actor
+    from staff.credentials import (
+        CredentialError,
+        installed_verify_keys,
+        read_actor,
+        verify_action,
+    )
     from workflows import search_attributes as sa
     from workflows.calls import CaseContext, carry_out
 
@@ -45,17 +54,18 @@ calendar; after continue-as-new its next run reads the zone."""
 
 EVENT_SIGNAL = "event"
 ACT_UPDATE = "act"
+REFUSED = "ActionRefused"
+"""The case cannot take the action now (stage, state): the reason says why."""
+FORBIDDEN = "ActionForbidden"
+"""This staff member may not take it: no valid credential, or not within their authority."""
 
 _ATTRIBUTE_KEYS: dict[str, SearchAttributeKey[Any]] = {
-    "stage": sa.CASE_STAGE,
-    "risk_tier": sa.RISK_TIER,
-    "days_past_due": sa.DAYS_PAST_DUE,
-    "outstanding_amount": sa.OUTSTANDING_AMOUNT,
-    "product": sa.PRODUCT_TYPE,
-    "next_checkpoint_at": sa.NEXT_CHECKPOINT_AT,
-    "next_checkpoint_kind": sa.NEXT_CHECKPOINT_KIND,
-    "policy_version": sa.POLICY_VERSION,
+    **sa.BY_PROJECTION_V1,
+    **sa.BY_PROJECTION,
 }
+DESK_ATTRIBUTES_PATCH = "desk-attributes"
+"""Cases started before it keep the attributes they had (``projection_v1``) until they
+continue as new: their histories upsert at exactly the moments they did."""
 
 
 @workflow.defn(name="CaseWorkflow")
@@ -78,6 +88,7 @@ class CaseWorkflow:
         self._attributes: dict[str, Any] = {}
         # Decided once, first thing in every run, so the marker sits at the same place in its
         # history however the run's handlers and commands interleave later.
+        self._desk_attributes = workflow.patched(DESK_ATTRIBUTES_PATCH)
         self._state.borrower_calendar = workflow.patched(BORROWER_TIME_ZONE_PATCH)
 
     # --- the run loop ------------------------------------------------------------------------
@@ -132,25 +143,48 @@ class CaseWorkflow:
 
     @workflow.update(name=ACT_UPDATE)
     async def act(self, action: CaseAction) -> Accepted:
+        # Verified by the validator when it arrived; read again on replay without the keys.
+        actor = read_actor(action.credential)
         if self._policy is None and self._state.attention is None:
             # The first moments of a new run (after continue-as-new): its policy is loading.
             # (Not when loading it failed: the case waits for an operator's retry.)
             await workflow.wait_condition(
                 lambda: self._policy is not None or self._state.attention is not None
             )
-            self._refuse_invalid(action)  # the checks that need the policy, now
-        detail = self._feed(action)
+            self._refuse_unfit(action, actor)  # the checks that need the policy, now
+        detail = self._feed(action, actor)
         return Accepted(stage=self._state.stage, detail=detail)
 
     @act.validator
     def _refuse_invalid(self, action: CaseAction) -> None:
-        reason = refusal(self._state, action, self._policy, self._now())
+        actor: Actor | None = None
+        if action.credential is not None:
+            try:
+                actor = verify_action(
+                    installed_verify_keys(),
+                    action.credential,
+                    self._state.case_id,
+                    action,
+                    workflow.now(),
+                )
+            except CredentialError as error:
+                raise ApplicationError(
+                    f"{action.action}: {error}", type=FORBIDDEN, non_retryable=True
+                ) from None
+        self._refuse_unfit(action, actor)
+
+    def _refuse_unfit(self, action: CaseAction, actor: Actor | None) -> None:
+        # Who may act first (the desk answers 403), then whether the case can take it now.
+        reason = forbidden(self._state, action, self._policy, actor)
         if reason is not None:
-            raise ApplicationError(reason, type="ActionRefused", non_retryable=True)
+            raise ApplicationError(reason, type=FORBIDDEN, non_retryable=True)
+        reason = refusal(self._state, action, self._policy, self._now(), actor)
+        if reason is not None:
+            raise ApplicationError(reason, type=REFUSED, non_retryable=True)
 
     @workflow.query(name="view")
     def view(self) -> CaseView:
-        return case_view(self._state, self._policy)
+        return case_view(self._state, self._policy, self._now())
 
     @workflow.query(name="audit")
     def audit(self) -> CaseAudit:
@@ -172,14 +206,18 @@ class CaseWorkflow:
 
     # --- state ---------------------------------------------------------------------------------
 
-    def _feed(self, message: object) -> str:
-        detail = receive(self._state, message, self._context())
+    def _feed(self, message: object, actor: Actor | None = None) -> str:
+        detail = receive(self._state, message, self._context(actor))
         self._changes += 1
         self._upsert()
         return detail
 
-    def _context(self) -> Context:
-        return Context(policy=self._policy, now=self._now())
+    def _context(self, actor: Actor | None = None) -> Context:
+        return Context(
+            policy=self._policy,
+            now=self._now(),
+            actor=actor.staff_id if actor is not None else None,
+        )
 
     def _now(self) -> datetime:
         """The case's clock: the server's, unless a simulation compressed the case's time."""
@@ -193,9 +231,28 @@ class CaseWorkflow:
 
     def _upsert(self) -> None:
         """Keep the search attributes equal to the state; only changes go to history."""
-        values = vars(projection(self._state, self._policy))
+        if not self._desk_attributes:
+            self._upsert_v1()
+            return
+        # Compared with what the case holds now (carried over a continue-as-new too): an
+        # attribute never set is not unset, and only what changed is written.
+        current = workflow.info().typed_search_attributes
         updates: list[SearchAttributeUpdate[Any]] = []
-        for name, value in values.items():
+        for name, value in vars(projection(self._state, self._policy, self._now())).items():
+            key = _ATTRIBUTE_KEYS[name]
+            held = current.get(key)
+            if value is None or value == []:
+                if held is not None:
+                    updates.append(key.value_unset())
+            elif held != value:
+                updates.append(key.value_set(value))
+        if updates:
+            workflow.upsert_search_attributes(updates)
+
+    def _upsert_v1(self) -> None:
+        """Cases started before the desk's attributes: exactly as they upserted then."""
+        updates: list[SearchAttributeUpdate[Any]] = []
+        for name, value in vars(projection_v1(self._state, self._policy)).items():
             if self._attributes.get(name, "unset") == value:
                 continue
             self._attributes[name] = value
@@ -205,4 +262,4 @@ class CaseWorkflow:
             workflow.upsert_search_attributes(updates)
 
 
-__all__ = ["ACT_UPDATE", "EVENT_SIGNAL", "CaseStart", "CaseWorkflow"]
+__all__ = ["ACT_UPDATE", "EVENT_SIGNAL", "FORBIDDEN", "REFUSED", "CaseStart", "CaseWorkflow"]

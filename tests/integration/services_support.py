@@ -16,19 +16,30 @@ from pydantic import TypeAdapter
 from temporalio.client import Client, WorkflowUpdateFailedError
 from temporalio.service import RPCError
 
-from engine.actions import Accepted, CaseAction, ChooseOption, Reject, SubmitFinancials
+from engine.actions import (
+    Accepted,
+    CaseAction,
+    ChooseOption,
+    Reject,
+    SubmitFinancials,
+    named_staff,
+)
 from schemas.case import CaseStage, CaseView
 from schemas.events import LoanOverdue, LoanPayment, PaymentChannel, ProductType
 from schemas.http.core_banking import Restructure
 from schemas.plan import ApprovalAuthority
+from schemas.staff import Actor, StaffRole
 from settings import Settings
 from simulate.signing import NoEnvelopeYet, act_on_signing_page
 from simulate.timescale import policy_now
+from staff.credentials import sign_action
+from staff.keys import signing_key
 from tests.factories import profile
 from tests.integration.streams_support import DEADLINE_SLACK, EventProducer
 from workflows.handle import CaseHandle
 
 T = TypeVar("T")
+ActionT = TypeVar("ActionT", bound=CaseAction)
 RESTRUCTURES = TypeAdapter(list[Restructure])
 NOT_YET = ("no offer is open yet", "try again shortly", "only in stage")
 STAFF = "ops-test-1"
@@ -140,15 +151,10 @@ class CaseDriver:
         ]
         if needing:
             try:
-                await act(
-                    self.handle,
-                    Reject(
-                        option_ids=tuple(needing),
-                        approver_id=STAFF,
-                        authority=ApprovalAuthority.CREDIT_COMMITTEE,
-                        reason="NOT_NEEDED_IN_TEST",
-                    ),
+                reject = Reject(
+                    option_ids=tuple(needing), approver_id=STAFF, reason="NOT_NEEDED_IN_TEST"
                 )
+                await act(self.handle, as_admin(self.settings, reject, self.loan.case_id))
             except WorkflowUpdateFailedError as error:
                 if "waiting for approval" not in str(error.cause):
                     raise  # else: settled already (e.g. the approval SLA lapsed)
@@ -194,6 +200,16 @@ class CaseDriver:
             channel=PaymentChannel.MOBILE_APP,
         )
         await producer.send_events(self.settings.kafka.topics.payment, [payment])
+
+
+def as_admin(settings: Settings, action: ActionT, case_id: str) -> ActionT:
+    """``action`` signed for the staff member it names as an administrator, with the stack's
+    staff key (as `accord case --admin` signs)."""
+    actor = Actor(staff_id=named_staff(action) or STAFF, role=StaffRole.ADMINISTRATOR)
+    credential = sign_action(
+        signing_key(settings), actor, case_id, action, datetime.now(UTC), timedelta(minutes=5)
+    )
+    return action.model_copy(update={"credential": credential})
 
 
 async def restructures(settings: Settings) -> list[Restructure]:

@@ -45,7 +45,10 @@ async def test_staff_actions_on_a_live_case(
         # Actions are refused ("still opening") until core banking has confirmed the loan.
         await wait_until(opened, within=60, what="the case to open")
 
-        noted = accord(settings, "case", "note", event.case_id, "--author", "S-17", "called")
+        # No staff token and no administrator named: refused before anything is sent.
+        anonymous = accord(settings, "case", "note", event.case_id, "called")
+        assert anonymous.returncode == 1 and "not signed in: `accord login`" in anonymous.stderr
+        noted = accord(settings, "case", "--admin", "S-17", "note", event.case_id, "called")
         assert noted.returncode == 0, noted.stderr
 
         async def note_recorded() -> bool:
@@ -55,21 +58,23 @@ async def test_staff_actions_on_a_live_case(
 
         # Approving in collect_info does not fit the stage: refused, with the case's reason.
         refused = accord(
-            settings, "case", "approve", event.case_id, "term_extension_12",
-            "--staff", "S-17", "--authority", "team_lead",
-        )  # fmt: skip
+            settings, "case", "--admin", "S-17", "approve", event.case_id, "term_extension_12"
+        )
         assert refused.returncode == 1
         assert "refused" in refused.stderr and "collect_info" in refused.stderr
 
         malformed = accord(
-            settings, "case", "approve", event.case_id, "Not An Option",
-            "--staff", "S-17", "--authority", "team_lead",
-        )  # fmt: skip
+            settings, "case", "--admin", "S-17", "approve", event.case_id, "Not An Option"
+        )
         assert malformed.returncode == 1 and "option_ids.0" in malformed.stderr
 
-        shown = accord(settings, "case", "show", event.case_id)
+        shown = accord(settings, "case", "show", event.case_id, "--json")
         assert shown.returncode == 0, shown.stderr
         assert f'"case_id": "{event.case_id}"' in shown.stdout
+        summary = accord(settings, "case", "show", event.case_id)
+        assert summary.returncode == 0, summary.stderr
+        assert summary.stdout.startswith(f"{event.case_id}  stage collect_info")
+        assert len(summary.stdout.splitlines()) < 25
 
     missing = accord(settings, "case", "show", "case-NOPE-20200101")
     assert missing.returncode == 1 and "no case case-NOPE-20200101" in missing.stderr

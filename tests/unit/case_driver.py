@@ -25,7 +25,14 @@ from decisions.policy import Policy, load_policy
 from decisions.tiering import assess
 from engine import commands as do
 from engine import messages as msg
-from engine.actions import CaseAction, ChooseOption, Sign, SubmitFinancials
+from engine.actions import (
+    STAFF_ACTIONS,
+    CaseAction,
+    ChooseOption,
+    Sign,
+    SubmitFinancials,
+    named_staff,
+)
 from engine.machine import receive
 from engine.moves import Context
 from engine.planner import next_command
@@ -35,6 +42,7 @@ from schemas.assessment import CreditRecord, FinancialProfile
 from schemas.case import CaseStage
 from schemas.contact import ContactAttempt, ContactDecision, ContactOutcome
 from schemas.events import Event, LoanOverdue
+from schemas.staff import Actor, StaffRole
 from tests import factories
 
 POLICY = load_policy()
@@ -76,6 +84,9 @@ class Driver:
     attempt is asked of it, as the contact activity does. None: every attempt is allowed."""
     outcome_of: Callable[[do.Contact], ContactOutcome] | None = None
     """The outcome of each granted attempt (default: ``contact_outcome``)."""
+    staff_role: StaffRole = StaffRole.CREDIT_COMMITTEE
+    """The role staff actions are authenticated with (as the workflow's credential check
+    would give), unless an actor is passed."""
     issued: list[do.Command] = field(default_factory=list)
     published: list[Any] = field(default_factory=list)
     state: CaseState = field(init=False)
@@ -97,14 +108,25 @@ class Driver:
     def send(self, event: Event) -> str:
         return receive(self.state, event, self.context())
 
-    def act(self, action: CaseAction) -> str:
-        reason = refusal(self.state, action, self.policy, self.now)
+    def act(self, action: CaseAction, actor: Actor | None = None) -> str:
+        actor = actor or self.actor_for(action)
+        reason = refusal(self.state, action, self.policy, self.now, actor)
         if reason is not None:
             raise Refused(reason)
-        return receive(self.state, action, self.context())
+        staff_id = actor.staff_id if actor is not None else None
+        return receive(
+            self.state, action, Context(policy=self.policy, now=self.now, actor=staff_id)
+        )
 
-    def refusal(self, action: CaseAction) -> str | None:
-        return refusal(self.state, action, self.policy, self.now)
+    def refusal(self, action: CaseAction, actor: Actor | None = None) -> str | None:
+        return refusal(self.state, action, self.policy, self.now, actor or self.actor_for(action))
+
+    def actor_for(self, action: CaseAction) -> Actor | None:
+        """The signed-in staff member a staff action names, in ``staff_role``."""
+        staff_id = named_staff(action)
+        if action.action not in STAFF_ACTIONS or staff_id is None:
+            return None
+        return Actor(staff_id=staff_id, role=self.staff_role)
 
     def run(self) -> do.Command:
         """Carry out commands until the case waits or finishes; returns that command."""

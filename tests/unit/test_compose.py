@@ -20,7 +20,9 @@ from workflows import search_attributes
 pytestmark = pytest.mark.unit
 
 ROOT = Path(__file__).resolve().parents[2]
-APP_SERVICES = ("worker", "stream", "codec", "core-banking", "esign", "contact", "webhooks")
+APP_SERVICES = (
+    "worker", "stream", "codec", "desk", "core-banking", "esign", "contact", "webhooks",
+)  # fmt: skip
 INFRA_SERVICES = (
     "kafka-1", "kafka-2", "kafka-3", "kafka-topics", "postgresql", "temporal-schema",
     "temporal", "temporal-setup", "temporal-ui",
@@ -159,7 +161,9 @@ def test_topics_created_with_the_configured_partitions(
 
 def test_search_attributes_match_the_workflow(compose: dict) -> None:
     script = compose["services"]["temporal-setup"]["command"][0]
-    registered = dict(re.findall(r"(\w+)=(Keyword|Int|Datetime|Double|Bool|Text)\b", script))
+    registered = dict(
+        re.findall(r"(\w+)=(KeywordList|Keyword|Int|Datetime|Double|Bool|Text)\b", script)
+    )
     indexed = {
         "KEYWORD": "Keyword",
         "INT": "Int",
@@ -167,6 +171,7 @@ def test_search_attributes_match_the_workflow(compose: dict) -> None:
         "FLOAT": "Double",
         "BOOL": "Bool",
         "TEXT": "Text",
+        "KEYWORD_LIST": "KeywordList",
     }
     expected = {key.name: indexed[key.indexed_value_type.name] for key in search_attributes.ALL}
     assert registered == expected

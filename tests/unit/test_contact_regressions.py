@@ -458,7 +458,8 @@ def test_cases_and_episodes_of_one_borrower_stay_within_the_pack(
 
     rules = policy.contact
     entries = sorted(world.ledger.entries, key=lambda entry: entry.at)
-    assert entries, "no case contacted the borrower at all"
+    # Opened in quiet hours and held before morning: a breathing space may leave no attempt.
+    assert entries or world.held, "no case contacted the borrower at all"
     blocked = [
         r.summary[1] for d in world.all for r in d.state.decisions if r.kind == "contact_blocked"
     ]

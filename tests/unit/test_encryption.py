@@ -144,3 +144,60 @@ async def test_codec_server_grants_cors_to_the_ui_origin_only(codec_client: Test
     other = await codec_client.options("/decode", headers={"Origin": "http://evil.example"})
     assert ui.headers.get("Access-Control-Allow-Origin") == "http://localhost:8233"
     assert "Access-Control-Allow-Origin" not in other.headers
+
+
+@pytest.mark.parametrize(
+    ("authorization", "status"),
+    [
+        ("Bearer staff-token", 200),
+        ("bearer staff-token", 200),  # RFC 6750: the scheme is case-insensitive
+        ("BEARER   staff-token", 200),
+        ("staff-token", 401),  # no scheme
+        ("Basic staff-token", 401),
+        ("Bearer staff-token extra", 401),
+        ("Bearer", 401),
+        (None, 401),
+    ],
+)
+async def test_codec_server_reads_authorization_per_rfc_6750(
+    codec_client: TestClient, authorization: str | None, status: int
+) -> None:
+    [encrypted] = await codec_with().encode([PLAIN])
+    headers = {} if authorization is None else {"Authorization": authorization}
+    response = await codec_client.post("/decode", data=_body(encrypted), headers=headers)
+    assert response.status == status
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        _body(Payload(metadata={"encoding": ENCODING, "encryption-key-id": b"k1"}, data=b"abc")),
+        _body(Payload(metadata={"encoding": ENCODING, "encryption-key-id": b"k1"}, data=b"")),
+        "not json",
+        '{"payloads": 3}',
+    ],
+)
+async def test_codec_server_answers_400_to_bad_input(codec_client: TestClient, body: str) -> None:
+    response = await codec_client.post(
+        "/decode", data=body, headers={"Authorization": "Bearer staff-token"}
+    )
+    assert response.status == 400
+    assert (await response.json())["error"]
+
+
+def test_codec_server_refuses_to_start_without_a_token(monkeypatch: pytest.MonkeyPatch) -> None:
+    from click.testing import CliRunner
+
+    from cli.codec import codec
+    from settings import get_settings
+
+    monkeypatch.setenv("ACCORD_ENCRYPTION__KEY", KEYS["k1"])
+    monkeypatch.delenv("ACCORD_ENCRYPTION__CODEC_SERVER_TOKEN", raising=False)
+    get_settings.cache_clear()
+    try:
+        result = CliRunner().invoke(codec, ["serve"])
+    finally:
+        get_settings.cache_clear()
+    assert result.exit_code != 0
+    assert "CODEC_SERVER_TOKEN is not set" in result.output
+    assert "--insecure-dev" in result.output

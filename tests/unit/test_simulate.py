@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from decisions.plans import issue_agreement, propose
-from decisions.policy import load_policy
+from decisions.policy import PolicyError, load_policy
 from decisions.tiering import assess
 from schemas.assessment import CreditRecord, Engagement
 from schemas.case import CaseStage, CaseView, TrackedInstalment
@@ -22,7 +22,7 @@ from simulate import borrowers as b
 from simulate.engine import CaseRecord, is_premature, server_time_of
 from simulate.portfolio import SimulatedLoan, generate_portfolio
 from simulate.profiles import DEFAULT_MIX, MixError, Profile, assign_profiles, parse_mix
-from simulate.report import html_report, summarise
+from simulate.report import CaseLinks, html_report, summarise
 from simulate.timescale import (
     policy_now,
     time_scale_for,
@@ -381,6 +381,28 @@ def test_report_counts_outcomes_and_recovery_in_decimal() -> None:
     assert summary.to_json()["closing_reasons_by_profile"][profile] == {
         "escalated_legal: WILFUL_DEFAULT": 1
     }
-    page = html_report(summary, "t", ["note"])
+    links = CaseLinks("http://desk:8250", "http://ui:8233", "ns")
+    page = html_report(summary, "t", ["note"], records, links)
     assert page.count("<svg") == 3
     assert "cured" in page
+    for record in records:  # every case listed, with its amount and its links
+        assert f'href="http://desk:8250/cases/{record.case_id}"' in page
+        assert f'href="http://ui:8233/namespaces/ns/workflows/{record.case_id}"' in page
+        assert f"{record.loan.overdue.total_outstanding} {record.loan.overdue.currency}" in page
+    assert "<td>escalated_legal</td><td>WILFUL_DEFAULT</td>" in page
+
+
+@pytest.mark.parametrize(
+    ("text", "complaint"),
+    [("version = ", "not valid TOML"), ("[x]\n", "contact_pack: required")],
+)
+def test_a_broken_policy_is_named_as_itself_not_as_the_derived_file(
+    tmp_path: Path, text: str, complaint: str
+) -> None:
+    broken = tmp_path / "broken.toml"
+    broken.write_text(text)
+    derived = tmp_path / "derived" / "sim.toml"
+    with pytest.raises(PolicyError) as refused:
+        write_compressed_policy(broken, derived, Decimal(1))
+    assert str(refused.value).startswith(f"{broken}: {complaint}")
+    assert not derived.exists()

@@ -32,7 +32,7 @@ def test_components_start_in_dependency_order(cluster_settings: Settings) -> Non
     phases = {c.name: c.phase for c in cluster_components(cluster_settings)}
     assert phases == {
         "postgresql": 0, "kafka-1": 0, "kafka-2": 0, "kafka-3": 0, "temporal": 1,
-        "core-banking": 1, "esign": 1, "contact": 1, "webhooks": 1,
+        "core-banking": 1, "esign": 1, "contact": 1, "webhooks": 1, "desk": 1,
         "temporal-ui": 2, "worker-1": 2, "worker-2": 2, "stream-1": 2, "stream-2": 2,
     }  # fmt: skip
 
@@ -104,6 +104,7 @@ def test_selection_is_checked_against_the_topology(cluster_settings: Settings) -
         Stack(cluster_settings, only="kafka", topology=Topology.CLUSTER)
     assert parse_selection(None) == [
         "kafka", "temporal", "worker", "stream", "core-banking", "esign", "contact", "webhooks",
+        "desk",
     ]  # fmt: skip
 
 

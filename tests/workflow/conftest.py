@@ -16,10 +16,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from temporalio.api.common.v1 import SearchAttributes as ApiSearchAttributes
+from temporalio.api.common.v1 import WorkflowExecution
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
+from temporalio.api.workflowservice.v1 import DescribeWorkflowExecutionRequest
 from temporalio.client import WorkflowHandle
-from temporalio.common import SearchAttributeIndexedValueType
+from temporalio.common import SearchAttributeIndexedValueType, TypedSearchAttributes
+from temporalio.converter import decode_typed_search_attributes
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
@@ -37,8 +41,10 @@ from schemas.assessment import CreditRecord, FinancialProfile
 from schemas.case import CaseStage, CaseView
 from schemas.contact import Direction
 from schemas.events import Event, LoanOverdue, LoanPayment, LoanStatus, case_id
+from staff.credentials import install_verify_keys
 from tests import factories
 from tests.conftest import venv_binary
+from tests.staff_keys import TEST_KEY, signed_if_staff
 from worker import WORKFLOWS, case_workflow_runner
 from workflows import search_attributes as sa
 from workflows.contact_ledger import ledger_id
@@ -52,7 +58,15 @@ _INDEXED = {
     SearchAttributeIndexedValueType.KEYWORD: IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD,
     SearchAttributeIndexedValueType.INT: IndexedValueType.INDEXED_VALUE_TYPE_INT,
     SearchAttributeIndexedValueType.DATETIME: IndexedValueType.INDEXED_VALUE_TYPE_DATETIME,
+    SearchAttributeIndexedValueType.BOOL: IndexedValueType.INDEXED_VALUE_TYPE_BOOL,
+    SearchAttributeIndexedValueType.KEYWORD_LIST: IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD_LIST,
 }
+
+
+@pytest.fixture(scope="session", autouse=True)
+def staff_verify_keys() -> None:
+    """The in-process workers verify staff credentials signed with the test key."""
+    install_verify_keys([TEST_KEY.public_key()])
 
 
 @pytest.fixture(scope="session")
@@ -133,8 +147,28 @@ class Case:
         """The typed handle every caller uses (latest run)."""
         return CaseHandle(self.env.client, self.case_id)
 
+    async def attributes(self) -> TypedSearchAttributes:
+        """The case's search attributes now. (The time-skipping server keeps an unset attribute
+        as a null payload, which the SDK's describe() cannot decode: those are left out.)"""
+        described = await self.env.client.workflow_service.describe_workflow_execution(
+            DescribeWorkflowExecutionRequest(
+                namespace=self.env.client.namespace,
+                execution=WorkflowExecution(workflow_id=self.case_id),
+            )
+        )
+        fields = described.workflow_execution_info.search_attributes.indexed_fields
+        present = ApiSearchAttributes(
+            indexed_fields={
+                name: payload
+                for name, payload in fields.items()
+                if payload.metadata.get("encoding") != b"binary/null"
+            }
+        )
+        return decode_typed_search_attributes(present)
+
     async def act(self, action: CaseAction) -> Accepted:
-        return await self.cases.act(action)
+        """Staff actions are signed as the desk would (credit committee, on the server's clock)."""
+        return await self.cases.act(signed_if_staff(action, self.case_id, await self.now()))
 
     async def send(self, event: Event) -> None:
         await self.cases.send(event)

@@ -8,6 +8,7 @@ from decimal import Decimal
 import pytest
 
 from engine.actions import ChooseOption, SubmitFinancials
+from engine.balance import amount_band
 from schemas.case import CaseOutcome, CaseStage, InstalmentStatus
 from tests.workflow.conftest import overdue_event, profile
 from workflows import search_attributes as sa
@@ -30,12 +31,16 @@ async def test_cooperative_borrower_completes_a_12_month_plan(new_case) -> None:
 
     # Operations filter on these in the Temporal UI.
     view = await case.until(lambda v: v.next_checkpoint is not None, "a checkpoint")
-    attributes = (await case.h.describe()).typed_search_attributes
+    attributes = await case.attributes()
     assert attributes.get(sa.CASE_STAGE) == "track"
     assert attributes.get(sa.RISK_TIER) == "moderate"
     assert attributes.get(sa.POLICY_VERSION) == "accord-default-2026.2"
-    assert attributes.get(sa.DAYS_PAST_DUE) == 45
-    assert attributes.get(sa.OUTSTANDING_AMOUNT) == 30800
+    # Signed and applied: the plan is current, and what it asks is banded (no exact amount).
+    assert view.balance is not None and view.balance.basis == "plan"
+    assert attributes.get(sa.DAYS_PAST_DUE) == 0
+    assert attributes.get(sa.OVERDUE_SINCE) is None
+    assert attributes.get(sa.ARREARS_AMOUNT) == 0
+    assert attributes.get(sa.OUTSTANDING_AMOUNT) == amount_band(view.balance.outstanding) == 20000
     assert attributes.get(sa.PRODUCT_TYPE) == "personal_loan"
     assert attributes.get(sa.NEXT_CHECKPOINT_AT) == view.next_checkpoint.at
 

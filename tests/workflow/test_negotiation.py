@@ -14,6 +14,8 @@ from schemas.assessment import CreditRecord, Tier
 from schemas.case import CaseOutcome, CaseStage
 from schemas.events import CustomerHardship
 from schemas.plan import Lever
+from schemas.staff import StaffRole
+from tests.staff_keys import signed
 from tests.workflow.conftest import overdue_event, profile
 from workflows import search_attributes as sa
 
@@ -96,11 +98,14 @@ async def test_concession_above_authority_is_approved_then_chosen(new_case) -> N
     with pytest.raises(WorkflowUpdateFailedError) as refused:
         await case.act(ChooseOption(option_id=chosen))
     assert "no offer is open" in str(refused.value.cause)
+    # An agent's role approves nothing, whatever the action says; a team lead's does.
+    approve = Approve(option_ids=needing, approver_id="staff-1", authority="credit_committee")
     with pytest.raises(WorkflowUpdateFailedError) as refused:
-        await case.act(Approve(option_ids=needing, approver_id="staff-1", authority="automatic"))
-    assert "needs team_lead authority" in str(refused.value.cause)
+        await case.act(signed(approve, case.case_id, await case.now(), StaffRole.AGENT))
+    assert "needs team_lead authority; staff-1 (agent) has automatic" in str(refused.value.cause)
 
-    await case.act(Approve(option_ids=needing, approver_id="staff-7", authority="team_lead"))
+    approve = Approve(option_ids=needing, approver_id="staff-7")
+    await case.act(signed(approve, case.case_id, await case.now(), StaffRole.TEAM_LEAD))
     await case.until_offer()
     await case.act(ChooseOption(option_id=chosen))
     await case.sign_when_asked()
@@ -248,7 +253,7 @@ async def test_kafka_events_are_applied_once(new_case) -> None:
     for event in (later, hardship, hardship):
         await case.send(event)
     await case.until_offer()
-    attributes = (await case.h.describe()).typed_search_attributes
+    attributes = await case.attributes()
     assert attributes.get(sa.DAYS_PAST_DUE) == 46  # the newest overdue event wins
     await case.status("cured")
     view = await case.finish("kafka_events_once")
