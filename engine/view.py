@@ -174,6 +174,7 @@ def projection(state: CaseState, policy: Policy | None, now: datetime) -> Projec
             ("dispute", holds.disputed),
             ("pause", holds.paused),
             ("breathing_space", holds.breathing_space_until is not None),
+            ("mental_health_crisis", holds.mental_health_crisis),
         )
         if on
     ]

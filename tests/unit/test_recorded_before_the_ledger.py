@@ -12,8 +12,9 @@ import pytest
 from activities.case_activities import ContactRequest
 from decisions.policy import load_contact_rules
 from engine import commands as do
-from engine.actions import StartBreathingSpace
+from engine.actions import StartBreathingSpace, StartMentalHealthCrisis
 from engine.timers import Timer, timers
+from engine.view import projection
 from schemas.case import CheckpointKind
 from schemas.contact import ContactChannel, ContactHolds
 from schemas.events import case_id, loan_id_of_case
@@ -93,3 +94,9 @@ def test_the_loan_of_a_case_id_is_the_one_it_was_made_from():
     assert loan_id_of_case(case_id("LN-2024-007", EPISODE)) == "LN-2024-007"
     with pytest.raises(ValueError, match="case_id"):
         loan_id_of_case("wf-LN-1")
+
+
+def test_a_case_held_only_by_a_crisis_moratorium_is_listed_as_held():
+    driver = Driver().opened()
+    driver.act(StartMentalHealthCrisis(staff_id="agent-1", reason="MENTAL_HEALTH_CRISIS"))
+    assert projection(driver.state, POLICY, driver.now).holds == ["mental_health_crisis"]
