@@ -50,6 +50,8 @@ class KafkaTopics(BaseModel):
     payment: str = "loan.payment.v1"
     status: str = "loan.status.v1"
     hardship: str = "customer.hardship.v1"
+    # The contact centre's record of calls and conversations (into the borrower's contact ledger).
+    contact_interaction: str = "contact.interaction.v1"
     case_events: str = "case.events.v1"
     dlq_suffix: str = ".dlq"
     # Every loan-keyed topic (inbound, case events, dead letters, the stream's table changelogs)
@@ -61,7 +63,7 @@ class KafkaTopics(BaseModel):
     replication_factor: int = Field(default=1, ge=1)
 
     def inbound(self) -> list[str]:
-        return [self.overdue, self.payment, self.status, self.hardship]
+        return [self.overdue, self.payment, self.status, self.hardship, self.contact_interaction]
 
     def dlq(self, topic: str) -> str:
         return f"{topic}{self.dlq_suffix}"

@@ -42,6 +42,7 @@ from settings import Settings, get_settings
 from staff.credentials import install_verify_keys
 from staff.keys import verify_keys
 from workflows.case import CaseWorkflow
+from workflows.contact_ledger import ContactLedgerWorkflow
 
 log = logging.getLogger("accord.worker")
 
@@ -64,6 +65,9 @@ PASSED_THROUGH = (
 """Loaded once per process instead of once per sandbox: pure (``tests/unit/test_purity.py``) or
 only types. The sandbox re-executes just ``workflows/case.py`` for each case it loads."""
 BYTECODE_PACKAGES = ("engine", "decisions", "schemas", "workflows", "activities")
+WORKFLOWS = [CaseWorkflow, ContactLedgerWorkflow]
+"""Every workflow a case worker runs: the cases and their borrowers' contact ledgers (the
+contact activity starts a ledger on the task queue it runs on)."""
 
 
 def case_workflow_runner() -> SandboxedWorkflowRunner:
@@ -87,7 +91,7 @@ def build_worker(client: Client, settings: Settings, activities: CaseActivities)
     return Worker(
         client,
         task_queue=settings.temporal.task_queue,
-        workflows=[CaseWorkflow],
+        workflows=WORKFLOWS,
         activities=[*activities.all(), *DECISION_ACTIVITIES],
         workflow_runner=case_workflow_runner(),
         max_cached_workflows=tuning.max_cached_workflows,

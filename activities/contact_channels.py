@@ -73,4 +73,5 @@ class ContactGatewaySimulator:
             else:
                 outcome = ContactOutcome.DELIVERED
             self.sent[idempotency_key] = (channel, template, outcome)
+        self.faults.after(f"send_{channel.value}")  # placed, and the answer may be lost
         return self.sent[idempotency_key][2]

@@ -56,6 +56,8 @@ class AgreementInput(_Input):
     loan: LoanOverdue
     policy: Policy
     issued_at: AwareDatetime
+    time_zone: str = "UTC"
+    """The borrower's: due dates and the signature deadline are their calendar days."""
 
 
 def _decided(decide: Callable[[], ResultT]) -> ResultT:
@@ -93,6 +95,7 @@ async def issue_agreement(request: AgreementInput) -> Agreement | AgreementRefus
             loan=request.loan,
             policy=request.policy,
             issued_at=request.issued_at,
+            time_zone=request.time_zone,
         )
     )
 

@@ -28,11 +28,17 @@ PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 
 
 @contextlib.asynccontextmanager
-async def bench_stack(name: str, keep: bool = False, **overrides: Any) -> AsyncIterator[Settings]:
-    """Kafka + Temporal dev server in a fresh data dir; always stopped on exit."""
+async def bench_stack(
+    name: str,
+    keep: bool = False,
+    components: Sequence[str] = ("kafka", "temporal"),
+    **overrides: Any,
+) -> AsyncIterator[Settings]:
+    """Kafka (unless ``components`` leaves it out) + Temporal dev server in a fresh data dir;
+    always stopped on exit."""
     data_dir = Path(tempfile.mkdtemp(prefix=f"accord-bench-{name}-"))
     settings = isolated_settings(data_dir, **{"log_level": "WARNING", **overrides})
-    stack = Stack(settings, only=["kafka", "temporal"], report=lambda m: print(f"  stack: {m}"))
+    stack = Stack(settings, only=list(components), report=lambda m: print(f"  stack: {m}"))
     try:
         await stack.up()
         yield settings

@@ -33,6 +33,7 @@ from engine.actions import (
     Dispute,
     Note,
     Pause,
+    RecordContact,
     Reject,
     ResolveDispute,
     Resume,
@@ -40,7 +41,9 @@ from engine.actions import (
     Sign,
     SituationChanged,
     StartBreathingSpace,
+    StartMentalHealthCrisis,
     SubmitFinancials,
+    TreatmentEnded,
 )
 from schemas.assessment import FinancialProfile
 from schemas.staff import Actor, StaffRole
@@ -376,16 +379,82 @@ def reject(case_id: str, option_ids: tuple[str, ...], reason: str) -> None:
 @case.command()
 @click.argument("case_id")
 @click.option("--breathing-space", is_flag=True, help="Statutory moratorium (policy length).")
+@click.option(
+    "--starts-on",
+    type=click.DateTime(["%Y-%m-%d"]),
+    help="Breathing space: its first day, the day after the register entry (default: "
+    "tomorrow in the borrower's time zone).",
+)
 @click.option("--until", type=click.DateTime(), help="Operator pause end (UTC).")
-def pause(case_id: str, breathing_space: bool, until: Any) -> None:
+def pause(case_id: str, breathing_space: bool, starts_on: Any, until: Any) -> None:
     """Pause contact and timers."""
     if breathing_space:
         if until is not None:
             raise click.ClickException("refused: a breathing space lasts as the rules say")
-        _act(case_id, _request(StartBreathingSpace, staff_id=_me()))
+        first = starts_on.date() if starts_on is not None else None
+        _act(case_id, _request(StartBreathingSpace, staff_id=_me(), starts_on=first))
         return
+    if starts_on is not None:
+        raise click.ClickException("refused: --starts-on is for --breathing-space")
     until = until.replace(tzinfo=UTC) if until is not None else None
     _act(case_id, _request(Pause, staff_id=_me(), until=until))
+
+
+@case.command("mental-health-crisis")
+@click.argument("case_id")
+@click.option(
+    "--starts-on",
+    type=click.DateTime(["%Y-%m-%d"]),
+    help="Its first day, the day after the register entry (default: tomorrow, borrower's zone).",
+)
+def mental_health_crisis(case_id: str, starts_on: Any) -> None:
+    """Record a mental-health crisis moratorium: contact and timers stop until the end of
+    treatment is recorded (treatment-ended) and the pack's days after it have passed."""
+    first = starts_on.date() if starts_on is not None else None
+    _act(case_id, _request(StartMentalHealthCrisis, staff_id=_me(), starts_on=first))
+
+
+@case.command("treatment-ended")
+@click.argument("case_id")
+@click.option("--ended-on", type=click.DateTime(["%Y-%m-%d"]), required=True)
+def treatment_ended(case_id: str, ended_on: Any) -> None:
+    """Record the day the borrower's mental-health crisis treatment ended."""
+    _act(case_id, _request(TreatmentEnded, staff_id=_me(), ended_on=ended_on.date()))
+
+
+@case.command()
+@click.argument("case_id")
+@click.option(
+    "--inbound/--outbound", required=True, help="The borrower called us, or we called them."
+)
+@click.option("--channel", type=click.Choice(["phone", "sms", "email"]), default="phone")
+@click.option(
+    "--conversation/--no-conversation",
+    required=True,
+    help="A conversation about the debt took place (it starts Reg F's quiet days).",
+)
+@click.option("--at", type=click.DateTime(), help="When it happened (UTC; default: now).")
+@click.option("--note", help="What was said.")
+def contact(
+    case_id: str,
+    inbound: bool,
+    channel: str,
+    conversation: bool,
+    at: Any,
+    note: str | None,
+) -> None:
+    """Record a contact with the borrower outside Accord's own attempts (an inbound call, a
+    conversation, a call placed by hand): it goes into the borrower's contact ledger."""
+    request = _request(
+        RecordContact,
+        staff_id=_me(),
+        channel=channel,
+        direction="inbound" if inbound else "outbound",
+        conversation=conversation,
+        at=at.replace(tzinfo=UTC) if at is not None else None,
+        note=note,
+    )
+    _act(case_id, request)
 
 
 @case.command()

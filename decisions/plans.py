@@ -42,6 +42,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal, localcontext
 
+from decisions.local_days import DEFAULT_ZONE, days_later, local_date
 from decisions.policy import Policy, TierPlans
 from decisions.schedules import (
     PRECISION,
@@ -248,10 +249,13 @@ def issue_agreement(
     loan: LoanOverdue,
     policy: Policy,
     issued_at: datetime,
+    time_zone: str = DEFAULT_ZONE,
 ) -> Agreement | AgreementRefused:
     """The agreement for a chosen option, exactly as offered: the same terms and instalment
-    amounts, due dates moved so that the first falls ``first_instalment_days`` after issue.
-    Refused, with reasons, when the loan is no longer the one the option was made for."""
+    amounts, due dates moved so that the first falls ``first_instalment_days`` after issue, and
+    open for signature to the end of the ``signature_expiry_days``-th day, both in the
+    borrower's calendar (``time_zone``). Refused, with reasons, when the loan is no longer the
+    one the option was made for."""
     terms = option.terms
     reasons = []
     if loan.currency != terms.currency:
@@ -271,7 +275,9 @@ def issue_agreement(
         return AgreementRefused(
             option_id=option.option_id, reasons=("LOAN_CHANGED_SINCE_OFFER", *reasons)
         )
-    first_due = issued_at.date() + timedelta(days=policy.durations.first_instalment_days)
+    first_due = local_date(issued_at, time_zone) + timedelta(
+        days=policy.durations.first_instalment_days
+    )
     signed = terms.model_copy(update={"first_due": first_due})
     return Agreement(
         agreement_id=agreement_id,
@@ -282,7 +288,7 @@ def issue_agreement(
         schedule=schedule_of(signed),
         required_authority=option.required_authority,
         issued_at=issued_at,
-        expires_at=issued_at + policy.durations.signature_expiry,
+        expires_at=days_later(issued_at, policy.durations.signature_expiry_days, time_zone),
         default_after_missed_instalments=policy.durations.default_after_missed_instalments,
     )
 

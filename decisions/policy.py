@@ -343,20 +343,45 @@ class Durations(Contract):
 
 
 class CapCounts(StrEnum):
+    """Which outbound attempts a cap counts. An attempt whose outcome is unknown (placed, the
+    gateway never said) counts under every rule: it was made."""
+
     ALL = "all"
+    """Every attempt made, whatever became of it."""
     UNANSWERED = "unanswered"
-    """Every attempt that did not reach a conversation (unanswered, delivered, failed)."""
+    """Every attempt that reached no conversation (unanswered, failed, delivered, unknown)."""
+    CONNECTED = "connected"
+    """Every attempt except one that never connected to the number or address (failed):
+    Reg F 12 CFR 1006.14(b)(3)(ii) leaves those out of its count."""
+
+
+class CapScope(StrEnum):
+    """Whose attempts a cap counts together."""
+
+    CONTACT_DETAIL = "contact_detail"
+    """The borrower's contact detail on this channel, across all of their debts and episodes
+    (a guideline that counts per debtor and contact detail)."""
+    DEBT = "debt"
+    """One debt (loan) across all of its episodes (a regulation that counts per debt)."""
 
 
 class ChannelCap(Contract):
+    """A limit on one channel, in the borrower's calendar days (their time zone, DST included)."""
+
     channel: ContactChannel
     counts: CapCounts = CapCounts.ALL
+    per: CapScope = CapScope.CONTACT_DETAIL
     per_day: Annotated[int, Field(ge=0, le=100, strict=True)] | None = None
     """Per borrower-local calendar day."""
     per_7_days: Annotated[int, Field(ge=0, le=700, strict=True)] | None = None
-    """Per rolling 7 x 24 hours."""
+    """Per 7 consecutive borrower-local calendar days: the day of the attempt and the 6 before."""
     cooldown_after_conversation_days: Annotated[int, Field(ge=1, le=30, strict=True)] | None = None
-    """No contact on this channel for this many days after a conversation on it (Reg F)."""
+    """No contact on this channel (in this scope) for this many calendar days after a
+    conversation on it, either way: the day of the conversation is the first of them (Reg F)."""
+    source: Annotated[str, Field(min_length=1, max_length=300)] | None = None
+    """Where the limit comes from: the regulation's paragraph, or the bank's own rule. Every
+    pack file names one (``load_contact_rules`` refuses a cap without); None only in a policy
+    recorded in a case's history before caps carried their source."""
 
     @model_validator(mode="after")
     def _limits_something(self) -> ChannelCap:
@@ -367,6 +392,11 @@ class ChannelCap(Contract):
         ):
             raise ValueError("per_day: set per_day, per_7_days or cooldown_after_conversation_days")
         return self
+
+
+CAPPED_CHANNELS = (ContactChannel.PHONE, ContactChannel.SMS, ContactChannel.EMAIL)
+"""Every channel the gateway sends on: a pack caps each of them (letters go by post, outside
+the gateway)."""
 
 
 class ContactRules(Contract):
@@ -381,7 +411,10 @@ class ContactRules(Contract):
     """Borrower-local time from which contact may resume, e.g. 08:00."""
     caps: tuple[ChannelCap, ...] = ()
     breathing_space_days: Annotated[int, Field(ge=1, le=365, strict=True)] = 60
-    """Length of a breathing space (moratorium) granted under this pack."""
+    """Calendar days of a breathing space (moratorium), counted from its first day."""
+    mental_health_crisis_extra_days: Annotated[int, Field(ge=0, le=365, strict=True)] = 30
+    """A mental-health crisis moratorium lasts while the treatment does, then this many
+    calendar days from the day after the treatment ended."""
 
     @model_validator(mode="after")
     def _valid_quiet_hours(self) -> ContactRules:
@@ -393,12 +426,20 @@ class ContactRules(Contract):
             raise ValueError("quiet_hours_end: equals quiet_hours_start")
         return self
 
+    def incomplete(self) -> str | None:
+        """Why this pack may not be loaded from a file: a channel without a cap, a cap
+        without its source. Checked where a pack is read, not by the model: a policy recorded
+        in a case's history before these were required must still be read back."""
+        uncapped = [c.value for c in CAPPED_CHANNELS if not self.caps_for(c)]
+        if uncapped:
+            return f"caps: no cap on {', '.join(uncapped)} (every channel needs one)"
+        for index, cap in enumerate(self.caps):
+            if cap.source is None:
+                return f"caps.{index}.source: required (the regulation or the bank's rule)"
+        return None
+
     def caps_for(self, channel: ContactChannel) -> tuple[ChannelCap, ...]:
         return tuple(cap for cap in self.caps if cap.channel == channel)
-
-    @property
-    def breathing_space(self) -> timedelta:
-        return timedelta(days=self.breathing_space_days)
 
 
 class Policy(Contract):
@@ -435,15 +476,21 @@ def load_policy(path: Path | None = None) -> Policy:
     reference = data.get("contact_pack")
     if not isinstance(reference, str) or not reference:
         raise PolicyError(f"{policy_path}: contact_pack: required, the name or path of a pack")
-    pack_path = resolve_contact_pack(reference, policy_path)
-    rules = _validated(ContactRules, _read_toml(pack_path), pack_path)
+    rules = _read_pack(resolve_contact_pack(reference, policy_path))
     return _validated(Policy, {**data, "contact": rules}, policy_path)
 
 
 def load_contact_rules(reference: str) -> ContactRules:
     """A bundled pack by name (``"us-reg-f"``) or a pack file by path."""
-    pack_path = resolve_contact_pack(reference, DEFAULT_POLICY_FILE)
-    return _validated(ContactRules, _read_toml(pack_path), pack_path)
+    return _read_pack(resolve_contact_pack(reference, DEFAULT_POLICY_FILE))
+
+
+def _read_pack(pack_path: Path) -> ContactRules:
+    rules = _validated(ContactRules, _read_toml(pack_path), pack_path)
+    problem = rules.incomplete()
+    if problem is not None:
+        raise PolicyError(f"{pack_path}: {problem}")
+    return rules
 
 
 def bundled_contact_packs() -> list[str]:

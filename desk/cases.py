@@ -30,7 +30,7 @@ from schemas.staff import Actor
 from workflows import search_attributes as sa
 
 WORKFLOW_TYPE = "CaseWorkflow"
-HOLDS = ("dispute", "pause", "breathing_space")
+HOLDS = ("dispute", "pause", "breathing_space", "mental_health_crisis")
 FAILED_STATUSES = ("Failed", "Terminated", "TimedOut")
 
 
@@ -59,7 +59,9 @@ class CaseFilter(BaseModel):
     portfolio: OpaqueId | None = None
     checkpoint: CheckpointKind | None = None
     checkpoint_before: datetime | None = None
-    hold: str | None = Field(default=None, pattern="^(dispute|pause|breathing_space|any)$")
+    hold: str | None = Field(
+        default=None, pattern="^(dispute|pause|breathing_space|mental_health_crisis|any)$"
+    )
     breathing_space_ends_before: datetime | None = None
     awaiting: tuple[ApprovalAuthority, ...] = ()
     assigned: str | None = Field(default=None, pattern=r"^(none|[A-Za-z0-9][A-Za-z0-9_.:-]*)$")

@@ -13,6 +13,7 @@ the actor's role. A borrower's action may carry one too, when an agent records i
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Annotated, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
@@ -20,6 +21,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from engine.state import DecisionRecord, NoteRecord, StageChange
 from schemas.assessment import FinancialProfile, ReasonCode
 from schemas.case import CaseStage
+from schemas.contact import ContactChannel, Direction
 from schemas.events import OpaqueId
 from schemas.plan import ApprovalAuthority, OptionId
 
@@ -114,12 +116,36 @@ class Resume(_Action):
 
 
 class StartBreathingSpace(_Action):
-    """A statutory breathing space (moratorium): contact and timers stop for the length the
-    contact rules give, then resume by themselves."""
+    """A statutory breathing space (moratorium): contact and timers stop at once and until the
+    end of the pack's number of days counted from ``starts_on``, then resume by themselves."""
 
     action: Literal["breathing_space"] = "breathing_space"
     staff_id: OpaqueId
+    starts_on: date | None = None
+    """Its first day: the day after its entry in the register (None: tomorrow, the borrower's
+    calendar)."""
     reason: ReasonCode = "BREATHING_SPACE"
+
+
+class StartMentalHealthCrisis(_Action):
+    """A mental-health crisis moratorium: contact and timers stop, open-ended, until the end
+    of the crisis treatment is recorded (``TreatmentEnded``) and the pack's days after it pass."""
+
+    action: Literal["mental_health_crisis"] = "mental_health_crisis"
+    staff_id: OpaqueId
+    starts_on: date | None = None
+    """Its first day: the day after its entry in the register (None: tomorrow)."""
+    reason: ReasonCode = "MENTAL_HEALTH_CRISIS"
+
+
+class TreatmentEnded(_Action):
+    """The borrower's mental-health crisis treatment ended on ``ended_on`` (their calendar):
+    the moratorium now ends after the pack's number of days from the next day."""
+
+    action: Literal["treatment_ended"] = "treatment_ended"
+    staff_id: OpaqueId
+    ended_on: date
+    reason: ReasonCode = "TREATMENT_ENDED"
 
 
 class Dispute(_Action):
@@ -140,6 +166,22 @@ class Note(_Action):
     action: Literal["note"] = "note"
     author_id: OpaqueId
     text: Text
+
+
+class RecordContact(_Action):
+    """A contact staff had with the borrower outside Accord's own attempts: an inbound call, a
+    conversation, a call placed by hand. It goes into the borrower's contact ledger, where the
+    rules count it (a conversation starts Reg F's quiet days)."""
+
+    action: Literal["record_contact"] = "record_contact"
+    staff_id: OpaqueId
+    channel: ContactChannel = ContactChannel.PHONE
+    direction: Direction
+    conversation: bool
+    """A conversation about the debt took place."""
+    at: AwareDatetime | None = None
+    """When it happened (None: now)."""
+    note: Text | None = None
 
 
 class Assign(_Action):
@@ -174,7 +216,10 @@ CaseAction = Annotated[
     | ResolveDispute
     | Note
     | Assign
-    | Retry,
+    | Retry
+    | StartMentalHealthCrisis
+    | TreatmentEnded
+    | RecordContact,
     Field(discriminator="action"),
 ]
 ACTIONS: tuple[type[_Action], ...] = (
@@ -194,6 +239,9 @@ ACTIONS: tuple[type[_Action], ...] = (
     Note,
     Assign,
     Retry,
+    StartMentalHealthCrisis,
+    TreatmentEnded,
+    RecordContact,
 )
 
 STAFF_ACTIONS = frozenset(
@@ -203,6 +251,9 @@ STAFF_ACTIONS = frozenset(
         "pause",
         "resume",
         "breathing_space",
+        "mental_health_crisis",
+        "treatment_ended",
+        "record_contact",
         "resolve_dispute",
         "note",
         "assign",

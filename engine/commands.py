@@ -10,9 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime
 
+from decisions.contact_ledger import Interaction
 from schemas.assessment import Assessment, CreditRecord, Engagement, FinancialProfile
 from schemas.case import CheckpointKind
-from schemas.contact import ContactAttempt, ContactChannel, ContactHolds
+from schemas.contact import ContactChannel, ContactHolds
 from schemas.events import LoanOverdue
 from schemas.outbound import CaseEvent
 from schemas.plan import Agreement, PlanOption
@@ -46,6 +47,13 @@ class ReadCredit(Command):
 
 
 @dataclass(frozen=True)
+class ReadTimeZone(Command):
+    """The borrower's time zone, from their contact details (only the zone comes back)."""
+
+    borrower_id: str
+
+
+@dataclass(frozen=True)
 class SendForSignature(Command):
     agreement: Agreement
     borrower_id: str
@@ -74,13 +82,23 @@ class ReadLedger(Command):
 
 @dataclass(frozen=True)
 class Contact(Command):
+    """One attempt, if the borrower's contact ledger grants it."""
+
     channel: ContactChannel
     template: str
-    idempotency_key: str
-    recent_contacts: tuple[ContactAttempt, ...]
-    """Only the window the contact rules look at."""
+    attempt_id: str
+    """New for every attempt: the ledger's and the gateway's idempotency key."""
     holds: ContactHolds
     borrower_id: str
+    loan_id: str
+
+
+@dataclass(frozen=True)
+class RecordInteraction(Command):
+    """Put a contact staff recorded into the borrower's contact ledger."""
+
+    borrower_id: str
+    interaction: Interaction
 
 
 @dataclass(frozen=True)
@@ -112,6 +130,8 @@ class IssueAgreement(Command):
     option: PlanOption
     loan: LoanOverdue
     issued_at: datetime
+    time_zone: str
+    """The borrower's: the first due date and the expiry are their calendar days."""
 
 
 # --- the clock and the end -------------------------------------------------------------------
@@ -135,6 +155,7 @@ CALLS_THAT_WAIT_FOR_A_HUMAN_ON_FAILURE = (
     LoadPolicy,
     ReadLoan,
     ReadCredit,
+    ReadTimeZone,
     SendForSignature,
     CheckSignature,
     ApplyRestructure,

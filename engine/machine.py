@@ -18,10 +18,12 @@ the last hold lifts, every anchor moves by the time spent held.
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
 from decisions.clock import PolicyClock
+from decisions.contact_ledger import Interaction
 from engine import messages as result
 from engine.actions import (
     Approve,
@@ -32,6 +34,7 @@ from engine.actions import (
     Dispute,
     Note,
     Pause,
+    RecordContact,
     Reject,
     ResolveDispute,
     Resume,
@@ -39,7 +42,9 @@ from engine.actions import (
     Sign,
     SituationChanged,
     StartBreathingSpace,
+    StartMentalHealthCrisis,
     SubmitFinancials,
+    TreatmentEnded,
 )
 from engine.moves import (
     Context,
@@ -65,6 +70,7 @@ from engine.moves import (
     take_profile,
     want_contact,
 )
+from engine.rules import breathing_space_end, mental_health_crisis_end, moratorium_first_day
 from engine.state import (
     MAX_CONTACT_LOG,
     MAX_REMEMBERED_EVENT_IDS,
@@ -80,7 +86,14 @@ from engine.timers import fire_due_timers
 from schemas.assessment import FinancialProfile, Tier
 from schemas.case import Attention, CaseOutcome, CaseStage, InstalmentStatus
 from schemas.contact import ContactOutcome
-from schemas.events import CustomerHardship, Event, LoanOverdue, LoanPayment, LoanStatus
+from schemas.events import (
+    ContactInteraction,
+    CustomerHardship,
+    Event,
+    LoanOverdue,
+    LoanPayment,
+    LoanStatus,
+)
 from schemas.events import LoanStatusKind as Status
 from schemas.money import Money
 from schemas.outbound import (
@@ -141,6 +154,11 @@ def _on_event(state: CaseState, event: Event, context: Context) -> str:
         return "hardship declaration received"
     if isinstance(event, LoanPayment):
         return _payment(state, event)
+    if isinstance(event, ContactInteraction):
+        # Already in the borrower's contact ledger (the stream put it there): the case keeps
+        # it for its view and its engagement figures.
+        _log_interaction(state, Interaction.of_event(event), "CONTACT_CENTRE", context)
+        return "contact-centre interaction noted"
     return "event ignored"
 
 
@@ -217,12 +235,100 @@ def _pause(state: CaseState, action: Pause, context: Context) -> str:
 
 
 def _breathing_space(state: CaseState, action: StartBreathingSpace, context: Context) -> str:
-    until = context.now + context.rules.contact.breathing_space
+    """Held from now; the legal calendar runs from its first day in the borrower's days."""
+    first = moratorium_first_day(state, action.starts_on, context.now)
+    until = breathing_space_end(state, first, context.rules, context.now)
+    last = first + timedelta(days=context.rules.contact.breathing_space_days - 1)
     hold(state, context)
     state.holds.breathing_space_until = until
-    record(state, context, "breathing_space", action.staff_id, action.reason)
+    state.holds.breathing_space_from = first
+    record(
+        state,
+        context,
+        "breathing_space",
+        action.staff_id,
+        action.reason,
+        f"FIRST_DAY_{first:%Y%m%d}",
+        f"LAST_DAY_{last:%Y%m%d}",
+    )
     publish(state, context, CasePaused, reason=PauseReason.BREATHING_SPACE, until=until)
-    return f"breathing space until {until.isoformat()}"
+    return f"breathing space from {first} to {last} (until {until.isoformat()})"
+
+
+def _mental_health_crisis(
+    state: CaseState, action: StartMentalHealthCrisis, context: Context
+) -> str:
+    first = moratorium_first_day(state, action.starts_on, context.now)
+    hold(state, context)
+    holds = state.holds
+    holds.mental_health_crisis = True
+    holds.mental_health_crisis_from = first
+    holds.mental_health_crisis_until = None
+    holds.treatment_ended_on = None
+    record(
+        state,
+        context,
+        "mental_health_crisis",
+        action.staff_id,
+        action.reason,
+        f"FIRST_DAY_{first:%Y%m%d}",
+    )
+    publish(state, context, CasePaused, reason=PauseReason.MENTAL_HEALTH_CRISIS, until=None)
+    return f"mental-health crisis moratorium from {first}, until the end of treatment is recorded"
+
+
+def _treatment_ended(state: CaseState, action: TreatmentEnded, context: Context) -> str:
+    until = mental_health_crisis_end(state, action.ended_on, context.rules)
+    last = action.ended_on + timedelta(days=context.rules.contact.mental_health_crisis_extra_days)
+    holds = state.holds
+    holds.treatment_ended_on = action.ended_on
+    holds.mental_health_crisis_until = until
+    record(
+        state,
+        context,
+        "treatment_ended",
+        action.staff_id,
+        action.reason,
+        f"ENDED_{action.ended_on:%Y%m%d}",
+        f"LAST_DAY_{last:%Y%m%d}",
+    )
+    return f"treatment ended {action.ended_on}: the moratorium's last day is {last}"
+
+
+def _record_contact(state: CaseState, action: RecordContact, context: Context) -> str:
+    loan = state.loan
+    assert loan is not None
+    interaction = Interaction(
+        interaction_id=f"{state.case_id}-d{len(state.decisions) + 1}",
+        debt=state.loan_id,
+        channel=action.channel,
+        direction=action.direction,
+        conversation=action.conversation,
+        at=action.at or context.now,
+    )
+    _log_interaction(state, interaction, action.staff_id, context)
+    state.interactions_to_record.append(interaction)
+    if action.note:
+        add_note(state, action.staff_id, action.note, context)
+    return f"{action.direction.value} {action.channel.value} contact recorded"
+
+
+def _log_interaction(
+    state: CaseState, interaction: Interaction, recorded_by: str, context: Context
+) -> None:
+    entry = interaction.as_entry()
+    state.contact_log = sorted([*state.contact_log, entry], key=lambda a: a.at)[-MAX_CONTACT_LOG:]
+    if interaction.conversation:
+        state.conversations += 1
+    record(
+        state,
+        context,
+        "contact_recorded",
+        recorded_by,
+        interaction.direction.value.upper(),
+        interaction.channel.value.upper(),
+        "CONVERSATION" if interaction.conversation else "NO_CONVERSATION",
+    )
 
 
 def _dispute(state: CaseState, action: Dispute, context: Context) -> str:
@@ -292,6 +398,9 @@ _ACTION_HANDLERS: dict[type, Callable[[CaseState, Any, Context], str]] = {
     Note: _note,
     Assign: _assign,
     Retry: _retry,
+    StartMentalHealthCrisis: _mental_health_crisis,
+    TreatmentEnded: _treatment_ended,
+    RecordContact: _record_contact,
 }
 
 
@@ -304,11 +413,26 @@ def _on_result(state: CaseState, message: result.Result, context: Context) -> st
         forget_envelope(state, message.envelope_id)
         record(state, context, "envelope_voided", message.envelope_id)
         return "envelope voided"
+    if isinstance(message, result.ContactTried | result.ContactFailed):
+        state.contact_seq += 1  # answered: the next attempt gets a new id
     if isinstance(message, result.ContactTried) and message.attempt is not None:
         return _contact_made(state, message, context)
+    if isinstance(message, result.InteractionRecorded):
+        state.interactions_to_record = [
+            i for i in state.interactions_to_record if i.interaction_id != message.interaction_id
+        ]
+        return "contact put in the borrower's ledger"
+    if isinstance(message, result.TimeZoneRead):
+        state.time_zone = message.time_zone
+        return f"borrower's time zone {message.time_zone}"
     if isinstance(message, result.EnvelopeSent) and not _current(state, message):
         state.envelopes_to_void.append(message.envelope_id)
         return "envelope no longer wanted: voiding it"
+    if isinstance(message, result.CallFailed) and message.call == "record_interaction":
+        if state.interactions_to_record:
+            dropped = state.interactions_to_record.pop(0)
+            record(state, context, "contact_not_recorded", dropped.interaction_id, message.reason)
+        return "the ledger refused a recorded contact: noted"
     if isinstance(message, result.CallFailed) and message.call == "void_envelope":
         if state.envelopes_to_void:
             record(state, context, "void_failed", state.envelopes_to_void[0], message.reason)

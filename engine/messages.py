@@ -40,6 +40,16 @@ class CreditRead(Result):
 
 
 @dataclass(frozen=True)
+class TimeZoneRead(Result):
+    time_zone: str
+
+
+@dataclass(frozen=True)
+class InteractionRecorded(Result):
+    interaction_id: str
+
+
+@dataclass(frozen=True)
 class Assessed(Result):
     assessment: Assessment
 

@@ -6,8 +6,10 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from decisions.local_days import local_date
 from engine import commands as do
 from engine.moves import Context, engagement
+from engine.rules import borrower_zone
 from engine.state import (
     CaseState,
     PendingContact,
@@ -16,14 +18,13 @@ from engine.timers import next_timer
 from schemas.case import CaseStage
 from schemas.contact import ContactChannel
 
-CONTACT_RULES_WINDOW = timedelta(days=8)
-"""The contact rules look back at most a calendar day and 7 rolling days."""
-
 
 def next_command(state: CaseState, context: Context) -> do.Command:
     """The one thing the workflow should do next."""
     if state.outbox:
         return do.Publish(round=state.round, events=tuple(state.outbox))
+    if state.interactions_to_record:  # the ledger must know, held or closed
+        return _record_interaction(state)
     if state.envelopes_to_void:
         return do.VoidEnvelope(round=state.round, envelope_id=state.envelopes_to_void[0])
     if state.closed:
@@ -35,6 +36,9 @@ def next_command(state: CaseState, context: Context) -> do.Command:
         return do.LoadPolicy(round=state.round, portfolio=portfolio(state))
     if not state.stages:
         return _opening(state)
+    if state.borrower_calendar and state.time_zone is None and state.loan is not None:
+        # Opened before cases learned it: read it in the first run that may.
+        return do.ReadTimeZone(round=state.round, borrower_id=state.loan.borrower_id)
     work = _stage_work(state, context)
     if work is not None:
         return work
@@ -54,7 +58,18 @@ def _opening(state: CaseState) -> do.Command:
     if not state.loan_confirmed:
         return do.ReadLoan(round=state.round, reported=loan)
     assert loan is not None
+    if state.borrower_calendar and state.time_zone is None:
+        return do.ReadTimeZone(round=state.round, borrower_id=loan.borrower_id)
     return do.ReadCredit(round=state.round, borrower_id=loan.borrower_id)
+
+
+def _record_interaction(state: CaseState) -> do.Command:
+    assert state.loan is not None
+    return do.RecordInteraction(
+        round=state.round,
+        borrower_id=state.loan.borrower_id,
+        interaction=state.interactions_to_record[0],
+    )
 
 
 def _stage_work(state: CaseState, context: Context) -> do.Command | None:
@@ -76,7 +91,8 @@ def _stage_work(state: CaseState, context: Context) -> do.Command | None:
         )
     if stage is CaseStage.PROPOSE and state.proposal is None:
         assert state.loan is not None and state.assessment is not None
-        first_due = context.now.date() + timedelta(
+        # The borrower's calendar: their "today", not the server's.
+        first_due = local_date(context.now, borrower_zone(state)) + timedelta(
             days=context.rules.durations.first_instalment_days
         )
         return do.Propose(
@@ -104,6 +120,7 @@ def _signing_work(state: CaseState, context: Context) -> do.Command | None:
             option=option,
             loan=state.loan,
             issued_at=context.now,
+            time_zone=borrower_zone(state),
         )
     if signature.envelope_id is None:
         return do.SendForSignature(
@@ -126,15 +143,14 @@ def _contact(state: CaseState, pending: PendingContact, context: Context) -> do.
     start = min(state.contacts_made, len(channels) - 1)
     ladder = channels[start:] + channels[:start]
     channel = next(c for c in ladder if c not in pending.tried)
-    since = context.now - CONTACT_RULES_WINDOW
     return do.Contact(
         round=state.round,
         channel=ContactChannel(channel),
         template=pending.template,
-        idempotency_key=f"{state.case_id}-c{state.contacts_made + 1}-{channel}",
-        recent_contacts=tuple(a for a in state.contact_log if a.at >= since),
+        attempt_id=f"{state.case_id}-a{state.contact_seq + 1}-{channel}",
         holds=state.holds.for_contact_rules(),
         borrower_id=state.loan.borrower_id,
+        loan_id=state.loan_id,
     )
 
 

@@ -18,8 +18,9 @@ track                   situation_changed
 closed                  nothing: a closed case is history
 ======================  ============================================================
 
-In every open stage: pause / resume, breathing_space, dispute / resolve_dispute, note,
-assign, and retry (when the case waits for a human).
+In every open stage: pause / resume, breathing_space, mental_health_crisis / treatment_ended,
+dispute / resolve_dispute, note, record_contact, assign, and retry (when the case waits for a
+human).
 
 Who may act: a staff action (``engine.actions.STAFF_ACTIONS``) needs an authenticated ``actor``
 (verified by the workflow from the action's credential) whose staff id is the one the action
@@ -30,9 +31,10 @@ names; approving or rejecting needs the authority the policy gives the actor's r
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 
+from decisions.local_days import DEFAULT_ZONE, local_date, start_of_day
 from decisions.policy import Policy
 from engine.actions import (
     STAFF_ACTIONS,
@@ -45,6 +47,7 @@ from engine.actions import (
     Dispute,
     Note,
     Pause,
+    RecordContact,
     Reject,
     ResolveDispute,
     Resume,
@@ -52,7 +55,9 @@ from engine.actions import (
     Sign,
     SituationChanged,
     StartBreathingSpace,
+    StartMentalHealthCrisis,
     SubmitFinancials,
+    TreatmentEnded,
     named_staff,
 )
 from engine.state import CaseState
@@ -82,6 +87,9 @@ STAGES_FOR: dict[str, frozenset[CaseStage]] = {
     "note": OPEN_STAGES,
     "assign": OPEN_STAGES,
     "retry": OPEN_STAGES,
+    "mental_health_crisis": OPEN_STAGES,
+    "treatment_ended": OPEN_STAGES,
+    "record_contact": OPEN_STAGES,
 }
 
 
@@ -216,12 +224,55 @@ def _resume(state: CaseState, action: Resume, *_: Any) -> str | None:
         return "resume: the case is disputed; use resolve_dispute"
     if holds.breathing_space_until is not None:
         return "resume: a breathing space ends by itself; it cannot be resumed"
+    if holds.mental_health_crisis:
+        return "resume: a mental-health crisis moratorium ends after treatment_ended is recorded"
     return "resume: the case is not paused"
 
 
-def _breathing_space(state: CaseState, action: StartBreathingSpace, *_: Any) -> str | None:
+def _breathing_space(
+    state: CaseState, action: StartBreathingSpace, policy: Policy, now: datetime
+) -> str | None:
     if state.holds.breathing_space_until is not None:
         return "breathing_space: a breathing space is already running"
+    if (reason := _first_day(state, "breathing_space", action.starts_on, now)) is not None:
+        return reason
+    first = moratorium_first_day(state, action.starts_on, now)
+    if breathing_space_end(state, first, policy, now) <= now:
+        return f"breathing_space: starting on {first} it would already be over"
+    return None
+
+
+def _mental_health_crisis(
+    state: CaseState, action: StartMentalHealthCrisis, policy: Policy, now: datetime
+) -> str | None:
+    if state.holds.mental_health_crisis:
+        return "mental_health_crisis: a mental-health crisis moratorium is already in force"
+    return _first_day(state, "mental_health_crisis", action.starts_on, now)
+
+
+def _treatment_ended(
+    state: CaseState, action: TreatmentEnded, policy: Policy, now: datetime
+) -> str | None:
+    holds = state.holds
+    if not holds.mental_health_crisis:
+        return "treatment_ended: no mental-health crisis moratorium is in force"
+    if holds.treatment_ended_on is not None:
+        recorded = holds.treatment_ended_on
+        return f"treatment_ended: the end of treatment is already recorded ({recorded})"
+    today = local_date(now, borrower_zone(state))
+    if action.ended_on > today:
+        return f"treatment_ended: ended_on {action.ended_on} is after today ({today})"
+    started = holds.mental_health_crisis_from
+    if started is not None and action.ended_on < started - timedelta(days=1):
+        return f"treatment_ended: ended_on {action.ended_on} is before the moratorium ({started})"
+    return None
+
+
+def _record_contact(
+    state: CaseState, action: RecordContact, policy: Policy, now: datetime
+) -> str | None:
+    if action.at is not None and action.at > now:
+        return "record_contact: at is in the future"
     return None
 
 
@@ -268,10 +319,54 @@ _CHECKS: dict[type, Callable[..., str | None]] = {
     Retry: _retry,
     Assign: _assign,
     Note: _note,
+    StartMentalHealthCrisis: _mental_health_crisis,
+    TreatmentEnded: _treatment_ended,
+    RecordContact: _record_contact,
 }
 
 
 # --- shared checks and facts the machine uses too --------------------------------------------
+
+
+def borrower_zone(state: CaseState) -> str:
+    """The borrower's zone (UTC for a case that has not learned it yet)."""
+    return state.time_zone or DEFAULT_ZONE
+
+
+def moratorium_first_day(state: CaseState, starts_on: date | None, now: datetime) -> date:
+    """A moratorium starts the day after its register entry: tomorrow unless staff say."""
+    if starts_on is not None:
+        return starts_on
+    return local_date(now, borrower_zone(state)) + timedelta(days=1)
+
+
+def breathing_space_end(
+    state: CaseState, first_day: date, policy: Policy, now: datetime
+) -> datetime:
+    """The instant the breathing space's last day is over (``first_day`` is day 1). A run
+    recorded before cases kept the borrower's calendar held it N x 24 h from ``now``."""
+    days = policy.contact.breathing_space_days
+    if not state.borrower_calendar:
+        return now + timedelta(days=days)
+    return start_of_day(first_day + timedelta(days=days), borrower_zone(state))
+
+
+def mental_health_crisis_end(state: CaseState, ended_on: date, policy: Policy) -> datetime:
+    """The instant the moratorium is over: the pack's days from the day after treatment ended."""
+    days = policy.contact.mental_health_crisis_extra_days
+    return start_of_day(ended_on + timedelta(days=1 + days), borrower_zone(state))
+
+
+def _first_day(state: CaseState, name: str, starts_on: date | None, now: datetime) -> str | None:
+    if starts_on is None:
+        return None
+    tomorrow = local_date(now, borrower_zone(state)) + timedelta(days=1)
+    if starts_on > tomorrow:
+        return (
+            f"{name}: starts_on {starts_on} is after tomorrow ({tomorrow}); a moratorium starts "
+            "the day after its register entry"
+        )
+    return None
 
 
 def offer_is_open(state: CaseState) -> bool:

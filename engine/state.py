@@ -20,8 +20,9 @@ from decimal import Decimal
 from pydantic import BaseModel, ConfigDict, Field
 
 from decisions.clock import PolicyClock
+from decisions.contact_ledger import Interaction
 from schemas.assessment import Assessment, CreditRecord, FinancialProfile, ReasonCode
-from schemas.case import Attention, CaseOutcome, CaseStage, InstalmentStatus
+from schemas.case import Attention, CaseOutcome, CaseStage, HoldInForce, InstalmentStatus
 from schemas.contact import ContactAttempt, ContactHolds
 from schemas.events import LoanOverdue, LoanStatusKind
 from schemas.money import MINOR_UNITS, Currency
@@ -39,7 +40,8 @@ MAX_REMEMBERED_EVENT_IDS = 128
 """De-duplication window. Kafka redelivers the recent tail only; an older overdue event is
 recognised as stale by its ``occurred_at``, and payments are only hints (the ledger decides)."""
 MAX_CONTACT_LOG = 50
-"""The case view's contact log; the contact rules look at no more than the last 7 days."""
+"""The case view's contact log. The contact rules judge the borrower's contact ledger, not
+this log."""
 MAX_REMEMBERED_PAYMENTS = 32
 """Payments reported on Kafka, kept until the loan position or the ledger covers them."""
 
@@ -90,24 +92,43 @@ class NoteRecord(Entry):
 
 class Holds(Record):
     """What stops contact and timers. Each hold ends on its own; the case is held while any is
-    on. While held, every stage deadline stands still: they move by the time spent held."""
+    on. While held, every stage deadline stands still: they move by the time spent held.
+
+    The statutory moratoria keep their legal calendar in the borrower's days: a breathing space
+    from its first day (the day after the register entry) for the pack's number of days; a
+    mental-health crisis moratorium open-ended until the end of treatment is recorded, then the
+    pack's number of days more. Each ``*_until`` is the instant the last day is over."""
 
     disputed: bool = False
     paused: bool = False
     paused_until: datetime | None = None
     """An operator pause: None until resumed by hand."""
     breathing_space_until: datetime | None = None
+    breathing_space_from: date | None = None
+    mental_health_crisis: bool = False
+    mental_health_crisis_from: date | None = None
+    mental_health_crisis_until: datetime | None = None
+    """None while the treatment goes on."""
+    treatment_ended_on: date | None = None
     held_since: datetime | None = None
     """When the case last went from free to held."""
 
     def any(self) -> bool:
-        return self.disputed or self.paused or self.breathing_space_until is not None
+        return (
+            self.disputed
+            or self.paused
+            or self.breathing_space_until is not None
+            or self.mental_health_crisis
+        )
 
     def next_timed_end(self) -> datetime | None:
-        """The earliest hold that lifts by itself (a dispute or untimed pause never does)."""
+        """The earliest hold that lifts by itself (a dispute, an untimed pause or a crisis
+        moratorium still in treatment never does)."""
         ends = [self.breathing_space_until]
         if self.paused:
             ends.append(self.paused_until)
+        if self.mental_health_crisis:
+            ends.append(self.mental_health_crisis_until)
         timed = [end for end in ends if end is not None]
         return min(timed) if timed else None
 
@@ -117,7 +138,34 @@ class Holds(Record):
             paused=self.paused,
             paused_until=self.paused_until,
             breathing_space_until=self.breathing_space_until,
+            mental_health_crisis=self.mental_health_crisis,
+            mental_health_crisis_until=self.mental_health_crisis_until,
         )
+
+    def in_force(self) -> tuple[HoldInForce, ...]:
+        """Each hold on the case, with its reason code, for the case view."""
+        holds = []
+        if self.disputed:
+            holds.append(HoldInForce(reason="DEBT_DISPUTED"))
+        if self.paused:
+            holds.append(HoldInForce(reason="OPERATOR_PAUSE", until=self.paused_until))
+        if self.breathing_space_until is not None:
+            holds.append(
+                HoldInForce(
+                    reason="BREATHING_SPACE",
+                    first_day=self.breathing_space_from,
+                    until=self.breathing_space_until,
+                )
+            )
+        if self.mental_health_crisis:
+            holds.append(
+                HoldInForce(
+                    reason="MENTAL_HEALTH_CRISIS",
+                    first_day=self.mental_health_crisis_from,
+                    until=self.mental_health_crisis_until,
+                )
+            )
+        return tuple(holds)
 
 
 class PendingContact(Record):
@@ -335,7 +383,19 @@ class CaseState(Record):
     published_count: int = 0
 
     # Contact, holds, people.
+    time_zone: str | None = None
+    """The borrower's IANA zone (not personal data), from core banking at opening: their
+    calendar days decide due dates, deadlines and quiet hours."""
+    borrower_calendar: bool = True
+    """This run reads the borrower's time zone and counts deadlines and moratoria in their
+    calendar days. The workflow sets it first thing in every run (patch ``borrower-time-zone``):
+    False only while replaying a run recorded before, which keeps the commands it made (no zone
+    read; deadlines N x 24 h from their anchor; a breathing space N x 24 h from its entry)."""
     contact_log: list[ContactAttempt] = Field(default_factory=list)
+    contact_seq: int = 0
+    """Contact commands answered so far: each attempt id is new."""
+    interactions_to_record: list[Interaction] = Field(default_factory=list)
+    """Contacts staff recorded, not yet in the borrower's contact ledger."""
     pending_contact: PendingContact | None = None
     holds: Holds = Field(default_factory=Holds)
     attention: Attention | None = None

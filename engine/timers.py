@@ -5,8 +5,9 @@ passes. Anchored where their stage started; frozen while the case is held or wai
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime, time, timedelta
+from datetime import datetime, timedelta
 
+from decisions.local_days import days_later, start_of_day
 from decisions.policy import Policy
 from engine.moves import (
     Context,
@@ -18,9 +19,8 @@ from engine.moves import (
     start_assessment,
     want_contact,
 )
-from engine.state import (
-    CaseState,
-)
+from engine.rules import borrower_zone
+from engine.state import CaseState
 from schemas.case import CaseOutcome, CaseStage, CheckpointKind
 from schemas.outbound import (
     ReassessmentTrigger,
@@ -47,6 +47,7 @@ def timers(state: CaseState, policy: Policy | None) -> list[Timer]:
     if state.attention is not None:
         return []
     durations = policy.durations
+    zone = borrower_zone(state)
     found: list[Timer] = []
     stage = state.stage
     if stage is CaseStage.COLLECT_INFO and state.info is not None:
@@ -57,6 +58,8 @@ def timers(state: CaseState, policy: Policy | None) -> list[Timer]:
             durations.info_deadline_days,
             CheckpointKind.INFO_REMINDER,
             CheckpointKind.INFO_DEADLINE,
+            zone,
+            state.borrower_calendar,
         )
     elif stage is CaseStage.PROPOSE:
         if state.approval is not None:
@@ -70,6 +73,8 @@ def timers(state: CaseState, policy: Policy | None) -> list[Timer]:
                 durations.offer_response_days,
                 CheckpointKind.OFFER_REMINDER,
                 CheckpointKind.OFFER_DEADLINE,
+                zone,
+                state.borrower_calendar,
             )
     elif stage is CaseStage.SIGN and state.signature is not None:
         signature = state.signature
@@ -81,6 +86,8 @@ def timers(state: CaseState, policy: Policy | None) -> list[Timer]:
                 durations.signature_expiry_days,
                 CheckpointKind.SIGNATURE_REMINDER,
                 CheckpointKind.SIGNATURE_EXPIRY,
+                zone,
+                state.borrower_calendar,
             )
     elif stage is CaseStage.TRACK and state.tracking is not None:
         if not state.tracking.ledger_due:
@@ -104,8 +111,18 @@ def _reminders_and_deadline(
     deadline_days: int,
     reminder_kind: CheckpointKind,
     deadline_kind: CheckpointKind,
+    time_zone: str,
+    borrower_calendar: bool,
 ) -> list[Timer]:
-    found = [Timer(anchor + timedelta(days=deadline_days), deadline_kind)]
+    """Reminders ``N`` days after the anchor; the deadline at the end of the borrower's
+    calendar day ``deadline_days`` after it (what they were told is a date, not an instant).
+    A run recorded before cases kept the borrower's calendar: ``deadline_days`` x 24 h."""
+    deadline = (
+        days_later(anchor, deadline_days, time_zone)
+        if borrower_calendar
+        else anchor + timedelta(days=deadline_days)
+    )
+    found = [Timer(deadline, deadline_kind)]
     days = sorted(reminder_days)
     if reminders_sent < len(days):
         found.append(Timer(anchor + timedelta(days=days[reminders_sent]), reminder_kind))
@@ -113,8 +130,8 @@ def _reminders_and_deadline(
 
 
 def _checkpoint_at(state: CaseState, policy: Policy) -> datetime:
-    """The day after due date + grace, 00:00 UTC (a payment on the last day counts), moved by
-    the time the plan spent on hold."""
+    """The start of the day after due date + grace in the borrower's calendar (a payment on the
+    last day counts), moved by the time the plan spent on hold."""
     tracking, agreement = state.tracking, state.agreement
     assert tracking is not None and agreement is not None
     schedule = agreement.schedule
@@ -124,7 +141,7 @@ def _checkpoint_at(state: CaseState, policy: Policy) -> datetime:
         last = schedule.due_date(len(schedule) - 1)
         due = last + OVERRUN_CHECKPOINT * (tracking.overrun_checkpoints + 1)
     day_after = due + policy.durations.grace + timedelta(days=1)
-    return datetime.combine(day_after, time(0), UTC) + tracking.schedule_shift
+    return start_of_day(day_after, borrower_zone(state)) + tracking.schedule_shift
 
 
 def fire_due_timers(state: CaseState, context: Context) -> str:
@@ -144,11 +161,16 @@ def _fire(state: CaseState, kind: CheckpointKind, context: Context) -> None:
     if kind is CheckpointKind.HOLD_ENDS:
         holds = state.holds
         if holds.breathing_space_until is not None and holds.breathing_space_until <= context.now:
-            holds.breathing_space_until = None
+            holds.breathing_space_until = holds.breathing_space_from = None
             record(state, context, "breathing_space_ended", "HOLD_ENDED")
         if holds.paused and holds.paused_until is not None and holds.paused_until <= context.now:
             holds.paused, holds.paused_until = False, None
             record(state, context, "pause_ended", "HOLD_ENDED")
+        crisis_ends = holds.mental_health_crisis_until
+        if holds.mental_health_crisis and crisis_ends is not None and crisis_ends <= context.now:
+            holds.mental_health_crisis, holds.mental_health_crisis_until = False, None
+            holds.mental_health_crisis_from = holds.treatment_ended_on = None
+            record(state, context, "mental_health_crisis_ended", "HOLD_ENDED")
         release_if_free(state, context)
     elif kind is CheckpointKind.INFO_REMINDER:
         assert state.info is not None

@@ -45,6 +45,8 @@ def case_view(state: CaseState, policy: Policy | None, now: datetime | None = No
         next_checkpoint=Checkpoint(kind=timer.kind, at=timer.at) if timer is not None else None,
         contact_log=tuple(state.contact_log),
         holds=state.holds.for_contact_rules(),
+        holds_in_force=state.holds.in_force(),
+        time_zone=state.time_zone,
         attention=state.attention,
         assigned_to=state.assigned_to,
         balance=balance_view(state, now) if now is not None else None,
@@ -172,6 +174,7 @@ def projection(state: CaseState, policy: Policy | None, now: datetime) -> Projec
             ("dispute", holds.disputed),
             ("pause", holds.paused),
             ("breathing_space", holds.breathing_space_until is not None),
+            ("mental_health_crisis", holds.mental_health_crisis),
         )
         if on
     ]

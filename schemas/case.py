@@ -76,6 +76,18 @@ class Attention(Contract):
     since: AwareDatetime
 
 
+class HoldInForce(Contract):
+    """One hold on the case, by its own reason code (a statutory moratorium is not an operator
+    pause)."""
+
+    reason: ReasonCode
+    first_day: date | None = None
+    """A moratorium's first day in the borrower's calendar."""
+    until: AwareDatetime | None = None
+    """When it lifts by itself; None: when a person lifts it (or records the end of
+    treatment)."""
+
+
 class BalanceNow(Contract):
     """The balance and arrears now (``engine.balance``): the loan position or the signed plan,
     less the payments reported since; the ledger decides each instalment at its checkpoint."""
@@ -121,6 +133,9 @@ class CaseView(Contract):
     next_checkpoint: Checkpoint | None = None
     contact_log: tuple[ContactAttempt, ...] = ()
     holds: ContactHolds = Field(default_factory=ContactHolds)
+    holds_in_force: tuple[HoldInForce, ...] = ()
+    time_zone: str | None = None
+    """The borrower's time zone: due dates, deadlines and quiet hours are their local days."""
     attention: Attention | None = None
     assigned_to: str | None = None
     balance: BalanceNow | None = None

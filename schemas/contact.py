@@ -1,40 +1,40 @@
-"""Contact attempts and the contact-rule decision (DESIGN §5)."""
+"""Contact attempts, conversations and the contact-rule decision (DESIGN §5)."""
 
 from __future__ import annotations
-
-from enum import StrEnum
 
 from pydantic import AwareDatetime
 
 from schemas.assessment import Contract, ReasonCode
+from schemas.channels import ContactChannel, ContactOutcome, Direction, Recipient
 
-
-class ContactChannel(StrEnum):
-    SMS = "sms"
-    EMAIL = "email"
-    PHONE = "phone"
-    LETTER = "letter"
-
-
-class ContactOutcome(StrEnum):
-    ANSWERED = "answered"
-    """A conversation with the borrower took place (or they replied)."""
-    UNANSWERED = "unanswered"
-    DELIVERED = "delivered"
-    FAILED = "failed"
-
-
-class Recipient(StrEnum):
-    BORROWER = "borrower"
-    THIRD_PARTY = "third_party"
-    """Anyone else (family, employer, references): never told about the debt."""
+__all__ = [
+    "ContactAttempt",
+    "ContactChannel",
+    "ContactDecision",
+    "ContactHolds",
+    "ContactOutcome",
+    "Direction",
+    "Recipient",
+]
 
 
 class ContactAttempt(Contract):
+    """One contact with the borrower, either way: an outbound attempt (its outcome once known),
+    an inbound call, a conversation (``ANSWERED``), a message delivered."""
+
     channel: ContactChannel
     at: AwareDatetime
     outcome: ContactOutcome
     recipient: Recipient = Recipient.BORROWER
+    direction: Direction = Direction.OUTBOUND
+    debt: str | None = None
+    """The loan it was about (None: the case's own loan)."""
+    attempt_id: str | None = None
+    """The attempt's key (the gateway's idempotency key) or the recorded interaction's id."""
+
+    @property
+    def conversation(self) -> bool:
+        return self.outcome is ContactOutcome.ANSWERED
 
 
 class ContactHolds(Contract):
@@ -45,6 +45,10 @@ class ContactHolds(Contract):
     paused_until: AwareDatetime | None = None
     """None while paused: until a human resumes the case."""
     breathing_space_until: AwareDatetime | None = None
+    mental_health_crisis: bool = False
+    """A mental-health crisis moratorium is in force."""
+    mental_health_crisis_until: AwareDatetime | None = None
+    """None while the treatment goes on: the moratorium's end is not known yet."""
 
 
 class ContactDecision(Contract):

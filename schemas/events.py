@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import date
 from decimal import Decimal
 from enum import StrEnum
@@ -20,6 +21,7 @@ from pydantic import (
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import CoreSchema
 
+from schemas.channels import ContactChannel, Direction
 from schemas.money import (
     Currency,
     InboundAmount,
@@ -194,8 +196,25 @@ class CustomerHardship(Event):
     """Money the borrower could pay at once (savings, family help); enables a settlement."""
 
 
+class ContactInteraction(Event):
+    """``contact.interaction.v1``: the contact centre had a contact with the borrower about this
+    loan outside Accord's own attempts — the borrower called, an agent held a conversation or
+    placed a call by hand. ``occurred_at`` is when it happened. One event per loan discussed.
+    It goes into the borrower's contact ledger, where the contact rules count it: a
+    conversation starts Reg F's seven quiet days for this loan."""
+
+    TOPIC = "contact.interaction.v1"
+
+    borrower_id: OpaqueId
+    channel: ContactChannel
+    direction: Direction
+    conversation: bool = Field(strict=True)
+    """A conversation with the borrower about this loan took place."""
+
+
 INBOUND_EVENTS: dict[str, type[Event]] = {
-    model.TOPIC: model for model in (LoanOverdue, LoanPayment, LoanStatus, CustomerHardship)
+    model.TOPIC: model
+    for model in (LoanOverdue, LoanPayment, LoanStatus, CustomerHardship, ContactInteraction)
 }
 
 # A field only that contract has: a Temporal payload carries no topic to tell them apart.
@@ -204,6 +223,7 @@ _DISTINCT_FIELD = {
     LoanPayment.TOPIC: "paid_at",
     LoanStatus.TOPIC: "status",
     CustomerHardship.TOPIC: "household_size",
+    ContactInteraction.TOPIC: "conversation",
 }
 
 
@@ -219,7 +239,8 @@ InboundEvent = Annotated[
     Annotated[LoanOverdue, Tag(LoanOverdue.TOPIC)]
     | Annotated[LoanPayment, Tag(LoanPayment.TOPIC)]
     | Annotated[LoanStatus, Tag(LoanStatus.TOPIC)]
-    | Annotated[CustomerHardship, Tag(CustomerHardship.TOPIC)],
+    | Annotated[CustomerHardship, Tag(CustomerHardship.TOPIC)]
+    | Annotated[ContactInteraction, Tag(ContactInteraction.TOPIC)],
     Discriminator(_inbound_topic),
 ]
 """Any inbound event, as the case receives it (one signal for all of them)."""
@@ -228,6 +249,17 @@ InboundEvent = Annotated[
 def case_id(loan_id: str, delinquent_since: date) -> str:
     """One case per loan per delinquency episode (DESIGN §3)."""
     return f"case-{loan_id}-{delinquent_since:%Y%m%d}"
+
+
+_CASE_ID = re.compile(r"^case-(?P<loan_id>.+)-\d{8}$")
+
+
+def loan_id_of_case(case_id_: str) -> str:
+    """The loan a case id names (the inverse of ``case_id``); raises ``ValueError``."""
+    matched = _CASE_ID.match(case_id_)
+    if matched is None:
+        raise ValueError(f"case_id: {case_id_!r} is not case-<loan id>-<yyyymmdd>")
+    return matched["loan_id"]
 
 
 def parse_inbound(topic: str, raw: bytes | str) -> Event:

@@ -168,6 +168,7 @@ class CaseReassessed(CaseEventBase):
 class PauseReason(StrEnum):
     DISPUTE = "dispute"
     BREATHING_SPACE = "breathing_space"
+    MENTAL_HEALTH_CRISIS = "mental_health_crisis"
     OPERATOR = "operator"
 
 

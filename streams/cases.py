@@ -1,4 +1,5 @@
-"""Every call the stream processor makes to Temporal: start a case, signal a case. Nothing else.
+"""Every call the stream processor makes to Temporal: start a case, signal a case, record a
+contact interaction in the borrower's ledger. Nothing else.
 
 Both go through the case's typed handle (``workflows.handle``: signal-with-start of the episode's
 case, and the one ``event`` signal every inbound event is delivered by), and both are counted
@@ -17,13 +18,15 @@ from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
+from decisions.contact_ledger import Interaction
 from engine.view import whole_units
 from schemas.case import CaseStage
-from schemas.events import Event, InboundEvent, LoanOverdue
+from schemas.events import ContactInteraction, Event, InboundEvent, LoanOverdue
 from settings import Settings
 from streams.metrics import StreamMetrics
 from workflows import search_attributes as sa
 from workflows.handle import CaseHandle, open_case
+from workflows.ledger_handle import ContactLedgerHandle
 
 CASE_WORKFLOW = "CaseWorkflow"
 
@@ -93,3 +96,11 @@ class Cases:
                 return Signalled.GONE
             raise
         return Signalled.DELIVERED
+
+    async def record_interaction(self, event: ContactInteraction) -> None:
+        """Into the borrower's contact ledger (signal-with-start; the ledger keeps each
+        ``event_id`` once)."""
+        client = await self._temporal()
+        self._metrics.temporal_call("ledger")
+        ledger = ContactLedgerHandle(client, event.borrower_id, task_queue=self._task_queue)
+        await ledger.record_interaction(Interaction.of_event(event))

@@ -21,6 +21,10 @@ order across topics):
   core banking's ledger at each checkpoint); a hardship declaration is held (``held``) until the
   loan's case opens or the policy's ``hardship_hold_days`` pass. A case Temporal no longer has
   (closed, terminated) is forgotten and the event treated as for a loan without a case.
+* ``contact.interaction.v1`` (the contact centre: the borrower called, a conversation was held)
+  → the borrower's contact ledger (signal-with-start, recorded once per ``event_id``), where the
+  contact rules count it whether or not a case is open (a new episode may open within the quiet
+  days), then the loan's open case, if any, for its view and engagement figures.
 * Transient failures (Temporal or Kafka unreachable, overloaded, timing out) are retried in
   place with capped exponential backoff, for as long as it takes: the caller acknowledges a
   message only after this returns, so a partition waits rather than skips. A rebalance ends the
@@ -53,6 +57,7 @@ from pydantic import ValidationError
 from temporalio.service import RPCError, RPCStatusCode
 
 from schemas.events import (
+    ContactInteraction,
     CustomerHardship,
     Event,
     LoanOverdue,
@@ -175,6 +180,7 @@ class Ingestor:
             topics.payment: LoanPayment.TOPIC,
             topics.status: LoanStatus.TOPIC,
             topics.hardship: CustomerHardship.TOPIC,
+            topics.contact_interaction: ContactInteraction.TOPIC,
         }
 
     async def handle_batch(
@@ -343,7 +349,15 @@ class Ingestor:
     async def _deliver(self, event: Event) -> tuple[Outcome, str]:
         if isinstance(event, LoanOverdue):
             return await self._deliver_overdue(event)
+        if isinstance(event, ContactInteraction):
+            return await self._deliver_interaction(event)
         return await self._deliver_to_open_case(event)
+
+    async def _deliver_interaction(self, event: ContactInteraction) -> tuple[Outcome, str]:
+        await self._cases.record_interaction(event)
+        # The ledger is what the contact rules count; the open case, if any, shows it too.
+        await self._deliver_to_open_case(event)
+        return Outcome.PROCESSED, ""
 
     async def _deliver_overdue(self, event: LoanOverdue) -> tuple[Outcome, str]:
         current = self._book.open_case(event.loan_id)

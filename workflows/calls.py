@@ -24,6 +24,7 @@ from activities.case_activities import (
     LedgerRequest,
     LoanRequest,
     PublishRequest,
+    RecordContactRequest,
     RestructureRequest,
     SignatureRequest,
 )
@@ -60,7 +61,8 @@ CONTACT_RETRY = RetryPolicy(
 )
 # Pure decision code: a failure is a bug or bad data; three tries, then a human looks.
 DECISION_RETRY = RetryPolicy(maximum_attempts=3, non_retryable_error_types=["PolicyError"])
-# Case events must reach Kafka: retried until it is back (explicitly unbounded).
+# Case events must reach Kafka, recorded contacts the borrower's ledger: retried until it is
+# back (explicitly unbounded).
 PUBLISH_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1)
 )
@@ -125,6 +127,23 @@ async def _read_loan(case: CaseContext, command: do.ReadLoan) -> msg.Result:
     return msg.LoanRead(round=command.round, loan=loan)
 
 
+async def _read_time_zone(case: CaseContext, command: do.ReadTimeZone) -> msg.Result:
+    zone = await _system(CaseActivities.borrower_time_zone, command.borrower_id)
+    return msg.TimeZoneRead(round=command.round, time_zone=zone)
+
+
+async def _record_interaction(case: CaseContext, command: do.RecordInteraction) -> msg.Result:
+    await workflow.execute_activity_method(
+        CaseActivities.record_contact,
+        RecordContactRequest(borrower_id=command.borrower_id, interaction=command.interaction),
+        start_to_close_timeout=CALL_TIMEOUT,
+        retry_policy=PUBLISH_RETRY,
+    )
+    return msg.InteractionRecorded(
+        round=command.round, interaction_id=command.interaction.interaction_id
+    )
+
+
 async def _read_credit(case: CaseContext, command: do.ReadCredit) -> msg.Result:
     credit = await _system(CaseActivities.read_credit_record, command.borrower_id)
     return msg.CreditRead(round=command.round, credit=credit)
@@ -167,6 +186,7 @@ async def _issue_agreement(case: CaseContext, command: do.IssueAgreement) -> msg
             loan=command.loan,
             policy=case.rules,
             issued_at=command.issued_at,
+            time_zone=command.time_zone,
         ),
     )
     if isinstance(issued, AgreementRefused):
@@ -218,10 +238,10 @@ async def _contact(case: CaseContext, command: do.Contact) -> msg.Result:
         ContactRequest(
             case_id=case.case_id,
             borrower_id=command.borrower_id,
+            loan_id=command.loan_id,
             channel=command.channel,
             template=command.template,
-            idempotency_key=command.idempotency_key,
-            contact_log=command.recent_contacts,
+            attempt_id=command.attempt_id,
             holds=command.holds,
             rules=case.rules.contact,
             policy_clock=case.clock,
@@ -258,6 +278,8 @@ _CALLS: dict[type, Callable[[CaseContext, Any], Awaitable[object]]] = {
     do.LoadPolicy: _load_policy,
     do.ReadLoan: _read_loan,
     do.ReadCredit: _read_credit,
+    do.ReadTimeZone: _read_time_zone,
+    do.RecordInteraction: _record_interaction,
     do.Assess: _assess,
     do.Propose: _propose,
     do.IssueAgreement: _issue_agreement,

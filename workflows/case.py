@@ -47,6 +47,11 @@ with workflow.unsafe.imports_passed_through():
     from workflows import search_attributes as sa
     from workflows.calls import CaseContext, carry_out
 
+BORROWER_TIME_ZONE_PATCH = "borrower-time-zone"
+"""Cases read the borrower's time zone at opening (and a case opened before, in its first run
+after). A run recorded before this never did: replayed, it keeps its commands and a UTC
+calendar; after continue-as-new its next run reads the zone."""
+
 EVENT_SIGNAL = "event"
 ACT_UPDATE = "act"
 REFUSED = "ActionRefused"
@@ -84,6 +89,7 @@ class CaseWorkflow:
         # Decided once, first thing in every run, so the marker sits at the same place in its
         # history however the run's handlers and commands interleave later.
         self._desk_attributes = workflow.patched(DESK_ATTRIBUTES_PATCH)
+        self._state.borrower_calendar = workflow.patched(BORROWER_TIME_ZONE_PATCH)
 
     # --- the run loop ------------------------------------------------------------------------
 

@@ -44,6 +44,7 @@ from stack.ports import pick_free_ports
 from streams.app import HEALTH_PATH, METRICS_PATH
 from worker import case_workflow_runner
 from workflows.case import CaseWorkflow
+from workflows.contact_ledger import ContactLedgerWorkflow
 from workflows.handle import CaseHandle
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -61,7 +62,14 @@ def streams_test_settings(base: Settings, tag: str, **streams: Any) -> Settings:
     own_topics = topics.model_copy(
         update={
             name: f"{getattr(topics, name)}.{tag}"
-            for name in ("overdue", "payment", "status", "hardship", "case_events")
+            for name in (
+                "overdue",
+                "payment",
+                "status",
+                "hardship",
+                "contact_interaction",
+                "case_events",
+            )
         }
     )
     kafka = base.kafka.model_copy(
@@ -426,14 +434,15 @@ async def bundled_policy(portfolio: str | None = None) -> Policy:
 @contextlib.asynccontextmanager
 async def case_workflow_worker(client: Client, settings: Settings) -> AsyncIterator[None]:
     """The real case workflow without its I/O, in this process: each case loads the bundled
-    policy and then waits on its first call to core banking, which nothing here serves, while
-    signals and queries are served. Ingestion is what these tests measure; 1,000 cases each
+    policy and then waits on its first call to the bank's systems, which nothing here serves,
+    while signals and queries are served. Ingestion is what these tests measure; 1,000 cases each
     contacting a borrower would only measure this 2-core machine. (Refusing the policy instead
-    failed every case at its first step, so a later signal or terminate found the case closed.)"""
+    failed every case at its first step, so a later signal or terminate found the case closed.)
+    The borrowers' contact ledgers (workflow only) run here too."""
     async with Worker(
         client,
         task_queue=settings.temporal.task_queue,
-        workflows=[CaseWorkflow],
+        workflows=[CaseWorkflow, ContactLedgerWorkflow],
         activities=[bundled_policy],
         workflow_runner=case_workflow_runner(),
     ):

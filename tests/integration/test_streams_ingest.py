@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from temporalio.client import Client
 
+from schemas.contact import ContactChannel, Direction
+from schemas.events import ContactInteraction
 from settings import Settings
 from streams import dead_letters
 from tests.integration.streams_support import (
@@ -32,6 +35,7 @@ from tests.integration.streams_support import (
     wait_until,
 )
 from workflows import search_attributes as sa
+from workflows.ledger_handle import ContactLedgerHandle
 
 pytestmark = pytest.mark.integration
 
@@ -214,3 +218,66 @@ async def test_closed_case_is_not_reopened_and_orphan_events_are_skipped(
         assert await count_cases(temporal_client, f"L{tag}-") == 1
         description = await temporal_client.get_workflow_handle(case_of(loan)).describe()
         assert description.status is not None and description.status.name == "TERMINATED"
+
+
+async def test_contact_interactions_reach_the_borrowers_ledger_once(
+    stack_settings: Settings, temporal_client: Client, tmp_path: Path
+) -> None:
+    """``contact.interaction.v1`` from the contact centre: each event lands once in the
+    borrower's contact ledger, with its direction, whether or not the loan has an open case."""
+    tag = new_tag()
+    settings = streams_test_settings(stack_settings, tag)
+    await create_topics(settings)
+    topics = settings.kafka.topics
+    with_case, without_case = loan_ids(tag, 2)
+    called = ContactInteraction(
+        event_id=f"ci1-{with_case}",
+        occurred_at=datetime(2026, 11, 2, 3, 0, tzinfo=UTC),
+        schema_version=1,
+        loan_id=with_case,
+        borrower_id=f"b-{with_case}",
+        channel=ContactChannel.PHONE,
+        direction=Direction.INBOUND,
+        conversation=True,
+    )
+    dialled = called.model_copy(
+        update={
+            "event_id": f"ci2-{without_case}",
+            "loan_id": without_case,
+            "borrower_id": f"b-{without_case}",
+            "direction": Direction.OUTBOUND,
+            "conversation": False,
+        }
+    )
+
+    async with (
+        case_workflow_worker(temporal_client, settings),
+        stream_processes(settings, tmp_path) as (stream,),
+        EventProducer(settings) as producer,
+    ):
+        stream.start()
+        await producer.send_events(topics.overdue, [overdue_event(with_case, f"od-{with_case}")])
+        await wait_for_applied(
+            temporal_client, {case_of(with_case): {f"od-{with_case}"}}, within=30
+        )
+        # The first event twice (a producer retry), and one for a loan with no case.
+        await producer.send_events(topics.contact_interaction, [called, called, dialled])
+
+        async def all_three_handled() -> bool:
+            done = 0
+            for outcome in ("processed", "skipped"):
+                done += await stream.count(topics.contact_interaction, outcome)
+            return done >= 3
+
+        await wait_until(all_three_handled, within=30, what="the interactions handled")
+
+        async def entries(borrower_id: str) -> list[tuple[str | None, str, str]]:
+            ledger = ContactLedgerHandle(
+                temporal_client, borrower_id, task_queue=settings.temporal.task_queue
+            )
+            view = await ledger.view()
+            return [(e.attempt_id, e.direction.value, e.outcome.value) for e in view.entries]
+
+        assert await entries(called.borrower_id) == [(called.event_id, "inbound", "answered")]
+        assert await entries(dialled.borrower_id) == [(dialled.event_id, "outbound", "unanswered")]
+        assert await stream.count(topics.contact_interaction, "dead_lettered") == 0

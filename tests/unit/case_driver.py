@@ -12,6 +12,14 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+from decisions.contact_ledger import (
+    AttemptRequest,
+    LedgerState,
+    OutcomeReport,
+    record_interaction,
+    record_outcome,
+    request_attempt,
+)
 from decisions.plans import issue_agreement, propose
 from decisions.policy import Policy, load_policy
 from decisions.tiering import assess
@@ -70,6 +78,12 @@ class Driver:
     """False after a continue-as-new: the new run loads the policy in force first."""
     fail: set[type] = field(default_factory=set)
     """Command types that fail for good when asked."""
+    time_zone: str = "Asia/Shanghai"
+    ledger: LedgerState | None = None
+    """The borrower's contact ledger (shared by the drivers of one borrower's cases): every
+    attempt is asked of it, as the contact activity does. None: every attempt is allowed."""
+    outcome_of: Callable[[do.Contact], ContactOutcome] | None = None
+    """The outcome of each granted attempt (default: ``contact_outcome``)."""
     staff_role: StaffRole = StaffRole.CREDIT_COMMITTEE
     """The role staff actions are authenticated with (as the workflow's credential check
     would give), unless an actor is passed."""
@@ -175,6 +189,14 @@ class Driver:
                 return msg.LoanRead(round=round_, loan=self.loan)
             case do.ReadCredit():
                 return msg.CreditRead(round=round_, credit=self.credit)
+            case do.ReadTimeZone():
+                return msg.TimeZoneRead(round=round_, time_zone=self.time_zone)
+            case do.RecordInteraction(interaction=interaction):
+                if self.ledger is not None:
+                    record_interaction(self.ledger, interaction)
+                return msg.InteractionRecorded(
+                    round=round_, interaction_id=interaction.interaction_id
+                )
             case do.Assess(loan=the_loan, profile=profile, credit=credit, engagement=engagement):
                 assessment = assess(the_loan, profile, credit, engagement, self.policy)
                 return msg.Assessed(round=round_, assessment=assessment)
@@ -189,6 +211,7 @@ class Driver:
                     loan=command.loan,
                     policy=self.policy,
                     issued_at=command.issued_at,
+                    time_zone=command.time_zone,
                 )
                 return msg.AgreementIssued(round=round_, agreement=agreement)
             case do.SendForSignature(agreement=agreement):
@@ -215,14 +238,49 @@ class Driver:
                     return msg.ContactTried(
                         round=round_, channel=channel.value, decision=decision, attempt=None
                     )
-                attempt = ContactAttempt(channel=channel, at=self.now, outcome=self.contact_outcome)
-                return msg.ContactTried(
-                    round=round_,
-                    channel=channel.value,
-                    decision=ContactDecision(allowed=True),
-                    attempt=attempt,
-                )
+                return self._contact(command)
         raise AssertionError(f"unscripted command {command}")
+
+    def _contact(self, command: do.Contact) -> msg.Result:
+        """As the contact activity does: the ledger grants and records, then the outcome."""
+        outcome = self.outcome_of(command) if self.outcome_of else self.contact_outcome
+        channel = command.channel.value
+        if self.ledger is not None:
+            decision = request_attempt(
+                self.ledger,
+                AttemptRequest(
+                    attempt_id=command.attempt_id,
+                    case_id=self.state.case_id,
+                    debt=command.loan_id,
+                    channel=command.channel,
+                    at=self.now,
+                    time_zone=self.time_zone,
+                    holds=command.holds,
+                    rules=self.policy.contact,
+                ),
+            )
+            if not decision.allowed:
+                return msg.ContactTried(
+                    round=command.round, channel=channel, decision=decision, attempt=None
+                )
+            if outcome is ContactOutcome.UNKNOWN:  # the gateway timed out: the call failed
+                return msg.ContactFailed(round=command.round, channel=channel, detail="timeout")
+            record_outcome(
+                self.ledger, OutcomeReport(attempt_id=command.attempt_id, outcome=outcome)
+            )
+        attempt = ContactAttempt(
+            channel=command.channel,
+            at=self.now,
+            outcome=outcome,
+            debt=command.loan_id,
+            attempt_id=command.attempt_id,
+        )
+        return msg.ContactTried(
+            round=command.round,
+            channel=channel,
+            decision=ContactDecision(allowed=True),
+            attempt=attempt,
+        )
 
     # --- shortcuts to a stage --------------------------------------------------------------
 

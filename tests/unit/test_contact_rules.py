@@ -9,9 +9,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from decisions.contact_rules import in_quiet_hours, may_contact
-from decisions.policy import CapCounts, ContactRules, bundled_contact_packs, load_contact_rules
+from decisions.contact_rules import may_contact
+from decisions.policy import ContactRules, bundled_contact_packs, load_contact_rules
 from schemas.contact import ContactAttempt, ContactChannel, ContactHolds, ContactOutcome
+from tests.unit.contact_oracle import broken_rules
 
 pytestmark = pytest.mark.unit
 
@@ -76,26 +77,71 @@ def test_six_unanswered_calls_a_day_then_tomorrow_morning():
     assert decide(local(SHANGHAI, 2026, 3, 2, 16, 0), log=calls(*day[:5])).allowed
 
 
-def test_reg_f_seven_calls_in_seven_days():
+def test_reg_f_seven_calls_in_seven_consecutive_days():
+    # As in comment 14(b)(2)(i)-1.i: 7 calls from Monday 2 March to Sunday 8 March (the day the
+    # clocks go forward); the next call is allowed on Monday 9 March, at 08:00 local.
     week = [local(NEW_YORK, 2026, 3, 2 + d, 10, 0) for d in range(7)]
     decision = decide(
         local(NEW_YORK, 2026, 3, 8, 15, 0), rules=REG_F, zone=NEW_YORK, log=calls(*week)
     )
     assert decision.reason == "WEEKLY_CAP_REACHED"
-    # First call + 7 x 24 hours; clocks went forward on 8 March, so that is 11:00 local.
-    assert decision.next_allowed_at == local(NEW_YORK, 2026, 3, 9, 11, 0)
+    assert decision.next_allowed_at == local(NEW_YORK, 2026, 3, 9, 8, 0)
 
 
-def test_reg_f_no_call_for_seven_days_after_a_conversation():
-    talk = local(NEW_YORK, 2026, 3, 2, 10, 0)
+def test_reg_f_does_not_count_calls_that_never_connected():
+    week = [local(NEW_YORK, 2026, 3, 2 + d, 10, 0) for d in range(7)]
+    at = local(NEW_YORK, 2026, 3, 8, 15, 0)
+    assert decide(at, rules=REG_F, zone=NEW_YORK, log=calls(*week, outcome="failed")).allowed
+    # An attempt whose outcome is unknown was made: it counts.
+    unknown = decide(at, rules=REG_F, zone=NEW_YORK, log=calls(*week, outcome="unknown"))
+    assert unknown.reason == "WEEKLY_CAP_REACHED"
+
+
+def test_reg_f_counts_per_debt():
+    week = [
+        ContactAttempt(
+            channel="phone",
+            at=local(NEW_YORK, 2026, 3, 2 + d, 10, 0),
+            outcome="unanswered",
+            debt="L-1",
+        )
+        for d in range(7)
+    ]
+    at = local(NEW_YORK, 2026, 3, 8, 15, 0)
+    assert decide(at, rules=REG_F, zone=NEW_YORK, log=week, debt="L-1").reason == (
+        "WEEKLY_CAP_REACHED"
+    )
+    assert decide(at, rules=REG_F, zone=NEW_YORK, log=week, debt="L-2").allowed
+
+
+def test_reg_f_no_call_for_seven_days_after_a_conversation_the_first_being_its_day():
+    # Comment 14(b)(2)(ii)-1.ii: a conversation on Friday 14 August; no call before Friday 21.
+    talk = local(NEW_YORK, 2026, 8, 14, 19, 0)
     decision = decide(
-        local(NEW_YORK, 2026, 3, 5, 10, 0),
+        local(NEW_YORK, 2026, 8, 17, 10, 0),
         rules=REG_F,
         zone=NEW_YORK,
         log=calls(talk, outcome="answered"),
     )
     assert decision.reason == "COOLDOWN_AFTER_CONVERSATION"
-    assert decision.next_allowed_at == talk.astimezone(UTC) + timedelta(days=7)  # elapsed time
+    assert decision.next_allowed_at == local(NEW_YORK, 2026, 8, 21, 8, 0)
+
+
+def test_a_conversation_the_borrower_started_starts_the_quiet_days():
+    inbound = ContactAttempt(
+        channel="phone",
+        at=local(NEW_YORK, 2026, 8, 13, 12, 0),
+        outcome="answered",
+        direction="inbound",
+        debt="L-1",
+    )
+    at = local(NEW_YORK, 2026, 8, 19, 10, 0)
+    blocked = decide(at, rules=REG_F, zone=NEW_YORK, log=[inbound], debt="L-1")
+    assert blocked.reason == "COOLDOWN_AFTER_CONVERSATION"
+    assert blocked.next_allowed_at == local(NEW_YORK, 2026, 8, 20, 8, 0)
+    # An inbound call is no attempt of ours: it fills no cap.
+    many = [inbound.model_copy(update={"outcome": "unanswered"})] * 10
+    assert decide(local(SHANGHAI, 2026, 8, 13, 15, 0), log=many).allowed
 
 
 def test_third_parties_are_never_contacted():
@@ -115,6 +161,17 @@ def test_disputed_and_open_ended_pause_wait_for_a_human():
     )
     paused = decide(now, holds=ContactHolds(paused=True))
     assert (paused.reason, paused.next_allowed_at) == ("CASE_PAUSED", None)
+
+
+def test_mental_health_crisis_waits_for_the_end_of_treatment():
+    now = local(SHANGHAI, 2026, 3, 2, 10, 0)
+    open_ended = decide(now, holds=ContactHolds(mental_health_crisis=True))
+    assert (open_ended.reason, open_ended.next_allowed_at) == ("MENTAL_HEALTH_CRISIS", None)
+    ends = local(SHANGHAI, 2026, 4, 2, 0, 0)
+    timed = decide(
+        now, holds=ContactHolds(mental_health_crisis=True, mental_health_crisis_until=ends)
+    )
+    assert timed.next_allowed_at == local(SHANGHAI, 2026, 4, 2, 8, 0)
 
 
 def test_breathing_space_ends_then_quiet_hours_still_apply():
@@ -138,32 +195,8 @@ START = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 def assert_within_rules(decision_at, zone, log, rules: ContactRules, channel):
-    tz = ZoneInfo(zone)
-    assert not in_quiet_hours(decision_at, tz, rules)
-    local_time = decision_at.astimezone(tz).time()
-    start, end = rules.quiet_hours_start, rules.quiet_hours_end
-    assert end <= local_time < start  # explicit, for the packs' overnight quiet hours
-    for cap in rules.caps_for(channel):
-        relevant = [
-            a.at
-            for a in log
-            if a.channel == channel
-            and (cap.counts is CapCounts.ALL or a.outcome is not ContactOutcome.ANSWERED)
-        ]
-        if cap.per_day is not None:
-            today = decision_at.astimezone(tz).date()
-            assert sum(1 for at in relevant if at.astimezone(tz).date() == today) < cap.per_day
-        if cap.per_7_days is not None:
-            assert (
-                sum(1 for at in relevant if at > decision_at - timedelta(days=7)) < cap.per_7_days
-            )
-        if cap.cooldown_after_conversation_days is not None:
-            window = timedelta(days=cap.cooldown_after_conversation_days)
-            assert not any(
-                a.outcome is ContactOutcome.ANSWERED and a.at > decision_at - window
-                for a in log
-                if a.channel == channel
-            )
+    broken = broken_rules(rules, zone, log, channel=channel, at=decision_at, debt=None)
+    assert not broken, broken
 
 
 @settings(max_examples=300, deadline=None)
@@ -176,7 +209,7 @@ def assert_within_rules(decision_at, zone, log, rules: ContactRules, channel):
         st.tuples(
             st.integers(0, 10 * 24 * 60),
             st.sampled_from(list(ContactOutcome)),
-            st.sampled_from([ContactChannel.PHONE, ContactChannel.SMS]),
+            st.sampled_from([ContactChannel.PHONE, ContactChannel.SMS, ContactChannel.EMAIL]),
         ),
         max_size=25,
     ),

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import json
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
 
 from decisions.policy import (
+    CAPPED_CHANNELS,
     DEFAULT_POLICY_FILE,
+    CapCounts,
+    CapScope,
     Policy,
     PolicyError,
     bundled_contact_packs,
@@ -40,14 +44,34 @@ def test_bundled_packs_encode_the_regulations():
     assert bundled_contact_packs() == ["cn-2026", "uk-breathing-space", "us-reg-f"]
     china = load_contact_rules("cn-2026")
     assert (china.quiet_hours_start.hour, china.quiet_hours_end.hour) == (22, 8)
-    assert [(c.per_day, c.counts.value) for c in china.caps_for(ContactChannel.PHONE)] == [
-        (6, "unanswered")
+    assert [(c.per_day, c.counts, c.per) for c in china.caps_for(ContactChannel.PHONE)] == [
+        (6, CapCounts.UNANSWERED, CapScope.CONTACT_DETAIL)
     ]
     reg_f = load_contact_rules("us-reg-f")
     assert (reg_f.quiet_hours_start.hour, reg_f.quiet_hours_end.hour) == (21, 8)
-    (phone,) = reg_f.caps_for(ContactChannel.PHONE)
-    assert (phone.per_7_days, phone.cooldown_after_conversation_days) == (7, 7)
-    assert load_contact_rules("uk-breathing-space").breathing_space_days == 60
+    per_debt = [c for c in reg_f.caps_for(ContactChannel.PHONE) if c.per is CapScope.DEBT]
+    assert [(c.per_7_days, c.cooldown_after_conversation_days, c.counts) for c in per_debt] == [
+        (7, 7, CapCounts.CONNECTED)
+    ]
+    uk = load_contact_rules("uk-breathing-space")
+    assert (uk.breathing_space_days, uk.mental_health_crisis_extra_days) == (60, 30)
+
+
+@pytest.mark.parametrize("name", bundled_contact_packs())
+def test_every_pack_caps_every_channel_and_cites_a_source(name: str):
+    rules = load_contact_rules(name)
+    for channel in CAPPED_CHANNELS:
+        caps = rules.caps_for(channel)
+        assert caps, f"{name}: nothing limits {channel}"
+        assert all(cap.source.strip() for cap in caps)
+
+
+def test_a_pack_without_a_cap_on_a_channel_is_refused(tmp_path: Path):
+    pack = (DEFAULT_POLICY_FILE.parent / "contact-us-reg-f.toml").read_text(encoding="utf-8")
+    without_email = pack[: pack.index('[[caps]]\nchannel = "email"')]
+    (tmp_path / "pack.toml").write_text(without_email)
+    with pytest.raises(PolicyError, match="caps: no cap on email"):
+        load_contact_rules(str(tmp_path / "pack.toml"))
 
 
 def test_policy_may_use_a_pack_file_next_to_it(tmp_path: Path):
@@ -183,3 +207,25 @@ def test_several_problems_are_counted_in_the_one_message(tmp_path: Path):
 def test_missing_policy_file(tmp_path: Path):
     with pytest.raises(PolicyError, match=r"missing\.toml: file not found"):
         load_policy(tmp_path / "missing.toml")
+
+
+def test_a_pack_with_a_cap_without_its_source_is_refused(tmp_path: Path):
+    pack = (DEFAULT_POLICY_FILE.parent / "contact-us-reg-f.toml").read_text(encoding="utf-8")
+    lines = [line for line in pack.splitlines() if not line.startswith("source =")]
+    (tmp_path / "pack.toml").write_text("\n".join(lines) + "\n")
+    with pytest.raises(PolicyError, match=r"caps\.0\.source: required"):
+        load_contact_rules(str(tmp_path / "pack.toml"))
+
+
+def test_a_policy_recorded_before_caps_carried_sources_reads_back():
+    """A case's history holds the policy it loaded: caps recorded without ``source`` (and a
+    pack that left a channel uncapped) must still be read back, or the case cannot replay."""
+    recorded = load_policy().model_dump(mode="json")
+    recorded["contact"]["caps"] = [
+        {k: v for k, v in cap.items() if k != "source"}
+        for cap in recorded["contact"]["caps"]
+        if cap["channel"] == "phone"
+    ]
+    policy = Policy.model_validate_json(json.dumps(recorded))
+    assert policy.contact.incomplete() is not None
+    assert all(cap.source is None for cap in policy.contact.caps)

@@ -15,6 +15,7 @@ from activities.publisher import InMemoryCaseEventPublisher
 from decisions.clock import SHORTEST_SERVER_DELAY, PolicyClock
 from decisions.policy import load_policy
 from schemas.contact import ContactChannel, ContactHolds
+from tests.unit.ledger_double import InProcessContactLedger
 
 pytestmark = pytest.mark.unit
 
@@ -54,21 +55,24 @@ async def test_the_contact_activity_judges_quiet_hours_on_the_case_clock() -> No
         esign=ESignatureSimulator(),
         publisher=InMemoryCaseEventPublisher(),
         clock=clock,
+        ledger=InProcessContactLedger(),
     )
     request = ContactRequest(
         case_id="case-1",
         borrower_id="B-1",
+        loan_id="L-1",
         channel=ContactChannel.SMS,
         template="info_request",
-        idempotency_key="case-1-c1-sms",
-        contact_log=(),
+        attempt_id="case-1-a1-sms",
         holds=ContactHolds(),
         rules=load_policy().contact,
     )
     on_server_clock = await activities.contact_borrower(request)
     assert on_server_clock.attempt is not None and on_server_clock.attempt.at == server_now
 
-    compressed = request.model_copy(update={"policy_clock": DAY_PER_SECOND})
+    compressed = request.model_copy(
+        update={"policy_clock": DAY_PER_SECOND, "attempt_id": "case-1-a2-sms"}
+    )
     on_case_clock = await activities.contact_borrower(compressed)
     assert on_case_clock.attempt is None
     assert on_case_clock.decision.reason == "QUIET_HOURS"

@@ -50,7 +50,12 @@ def _resolve(group: click.Group, words: list[str]) -> list[click.Command]:
 
 
 def _options(chain: list[click.Command]) -> set[str]:
-    return {name for command in chain for param in command.params for name in param.opts}
+    return {
+        name
+        for command in chain
+        for param in command.params
+        for name in (*param.opts, *param.secondary_opts)  # --inbound/--outbound: both
+    }
 
 
 CELLS = _table_commands()

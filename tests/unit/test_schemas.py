@@ -17,7 +17,7 @@ from decisions.tiering import assess
 from schemas.assessment import CreditRecord, Engagement
 from schemas.case import CaseStage, CaseView, TrackedInstalment
 from schemas.contact import ContactAttempt
-from schemas.events import LoanOverdue, parse_inbound
+from schemas.events import ContactInteraction, LoanOverdue, parse_inbound
 from schemas.export import write_json_schemas
 from schemas.money import Money
 from schemas.outbound import (
@@ -221,6 +221,7 @@ def test_json_schemas_are_written_for_every_topic(tmp_path: Path):
     written = write_json_schemas(tmp_path / "schemas")
     assert [p.name for p in written] == [
         "case.events.v1.schema.json",
+        "contact.interaction.v1.schema.json",
         "customer.hardship.v1.schema.json",
         "loan.overdue.v1.schema.json",
         "loan.payment.v1.schema.json",
@@ -233,3 +234,33 @@ def test_json_schemas_are_written_for_every_topic(tmp_path: Path):
         "instalment_paid", "instalment_missed", "reassessed", "paused", "resumed", "closed",
     }  # fmt: skip
     assert CASE_EVENT.json_schema() == {k: v for k, v in outbound.items() if k != "$schema"}
+
+
+CONTACT_INTERACTION = {
+    "event_id": "cc-20260302-0001",
+    "occurred_at": "2026-03-02T09:15:00+08:00",
+    "schema_version": 1,
+    "loan_id": "L-1001",
+    "borrower_id": "B-77",
+    "channel": "phone",
+    "direction": "inbound",
+    "conversation": True,
+}
+
+
+def test_contact_interaction_event_and_its_json_schema_agree(tmp_path: Path):
+    import jsonschema
+
+    written = write_json_schemas(tmp_path / "schemas")
+    (schema_file,) = [p for p in written if p.name == "contact.interaction.v1.schema.json"]
+    schema = json.loads(schema_file.read_text())
+    jsonschema.validate(CONTACT_INTERACTION, schema)
+    event = parse_inbound("contact.interaction.v1", json.dumps(CONTACT_INTERACTION))
+    assert isinstance(event, ContactInteraction)
+    assert (event.direction, event.conversation) == ("inbound", True)
+    for bad in ({"conversation": "yes"}, {"direction": "sideways"}, {"channel": "pigeon"}):
+        document = {**CONTACT_INTERACTION, **bad}
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate(document, schema)
+        with pytest.raises(ValidationError):
+            parse_inbound("contact.interaction.v1", json.dumps(document))

@@ -39,14 +39,15 @@ from decisions.policy import load_policy
 from engine.actions import Accepted, CaseAction, CaseAudit, ChooseOption, Sign, SubmitFinancials
 from schemas.assessment import CreditRecord, FinancialProfile
 from schemas.case import CaseStage, CaseView
+from schemas.contact import Direction
 from schemas.events import Event, LoanOverdue, LoanPayment, LoanStatus, case_id
 from staff.credentials import install_verify_keys
 from tests import factories
 from tests.conftest import venv_binary
 from tests.staff_keys import TEST_KEY, signed_if_staff
-from worker import case_workflow_runner
+from worker import WORKFLOWS, case_workflow_runner
 from workflows import search_attributes as sa
-from workflows.case import CaseWorkflow
+from workflows.contact_ledger import ledger_id
 from workflows.handle import CaseHandle, open_case
 
 HISTORIES = Path(__file__).parent / "histories"
@@ -344,6 +345,8 @@ class Case:
         policy = load_policy()
         details = await self.directory.lookup(self.loan.borrower_id)
         for index, attempt in enumerate(view.contact_log):
+            if attempt.direction is not Direction.OUTBOUND:
+                continue  # the borrower's calls are theirs to make
             decision = may_contact(
                 channel=attempt.channel,
                 now=attempt.at,
@@ -441,7 +444,7 @@ async def _case_builder(case_env: WorkflowEnvironment) -> AsyncIterator[Callable
         worker = Worker(
             case_env.client,
             task_queue=case.task_queue,
-            workflows=[CaseWorkflow],
+            workflows=WORKFLOWS,
             activities=[*activities.all(), *DECISION_ACTIVITIES],
             workflow_runner=case_workflow_runner(),
             max_cached_workflows=max_cached_workflows,
@@ -458,5 +461,10 @@ async def _case_builder(case_env: WorkflowEnvironment) -> AsyncIterator[Callable
         if case.handle is not None:
             with contextlib.suppress(Exception):
                 await case.h.terminate("test over")
+        # The borrower's contact ledger waits weeks on a timer: its task would stop the clock.
+        with contextlib.suppress(Exception):
+            await case_env.client.get_workflow_handle(ledger_id(case.loan.borrower_id)).terminate(
+                "test over"
+            )
     for worker in workers:
         await worker.__aexit__(None, None, None)

@@ -8,6 +8,7 @@ from datetime import timedelta
 import pytest
 from temporalio.client import WorkflowUpdateFailedError
 
+from decisions.local_days import local_date, start_of_day
 from engine.actions import (
     Decline,
     Dispute,
@@ -59,7 +60,7 @@ async def test_dispute_pauses_the_case_until_reviewed(new_case) -> None:
     assert [n.text for n in audit.notes] == ["debt confirmed with the ledger", "called back"]
 
 
-async def test_breathing_space_pauses_contact_and_timers_for_60_days(new_case) -> None:
+async def test_breathing_space_pauses_contact_and_timers_for_its_60_days(new_case) -> None:
     case = await new_case()
     await case.start()
     await case.to_tracking(profile(), "extension_29m")
@@ -90,7 +91,10 @@ async def test_breathing_space_pauses_contact_and_timers_for_60_days(new_case) -
     assert "instalment_missed" not in kinds
     paused = next(e for e in case.events() if e.kind == "paused")
     assert paused.reason == "breathing_space"
-    assert paused.until - paused.occurred_at == timedelta(days=60)
+    # From the day after it was recorded (the register entry) for 60 borrower-local days.
+    zone = view.time_zone or "UTC"
+    first_day = local_date(paused.occurred_at, zone) + timedelta(days=1)
+    assert paused.until == start_of_day(first_day + timedelta(days=60), zone)
 
 
 async def test_core_banking_down_for_hours_then_flaky_restructure(new_case) -> None:

@@ -221,7 +221,7 @@ async def test_first_contact_waits_out_quiet_hours(new_case) -> None:
     audit = await case.audit()
     blocked = [d for d in audit.decisions if d.kind == "contact_blocked"]
     assert blocked and all("QUIET_HOURS" in d.summary[1] for d in blocked)
-    assert all(d.contact_rules_version == "2026.1" for d in blocked)
+    assert all(d.contact_rules_version == "2026.2" for d in blocked)  # the cn-2026 pack
     await case.status("cured")
     view = await case.finish("quiet_hours_deferral")
     assert view.outcome is CaseOutcome.CURED
