@@ -151,6 +151,9 @@ class PlanTerms(Contract):
 
     @property
     def extension_months(self) -> int:
+        # A settlement is one payment on its due date, not a longer loan (even one past maturity).
+        if self.is_settlement:
+            return 0
         return max(self.term_months - self.remaining_term_months, 0)
 
     @property
