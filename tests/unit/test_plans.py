@@ -78,28 +78,13 @@ def test_only_penalty_and_fees_owed_gives_a_plan_not_an_error():
 def test_a_settlement_of_a_matured_loan_is_not_a_term_extension():
     """Found by the property test below: a loan past maturity (no months left) settled in one
     payment counted a month of extension, over a tier that allows none."""
-    zero = Decimal(0)
-    loan = factories.loan(
-        principal_outstanding=zero,
-        interest_outstanding=zero,
-        penalty_interest_outstanding=zero,
-        fees_outstanding=Decimal("0.01"),
-        overdue_amount=zero,
-        contractual_instalment=zero,
-        remaining_term_months=0,
-        annual_interest_rate=Decimal("0.0000"),
-    )
     borrower = factories.profile(
-        monthly_income=Decimal("3.02"),
-        essential_expenses=zero,
-        other_debt_payments=zero,
-        lump_sum_available=Decimal("0.01"),
+        monthly_income=Decimal("5000.00"), lump_sum_available=Decimal("20000.00")
     )
-    proposal = proposal_for(loan, borrower)
-    settlements = [o for o in proposal.offered if o.terms.is_settlement]
-    assert all(o.terms.extension_months == 0 for o in settlements)
-    limits = POLICY.plans.for_tier(proposal.tier)
-    assert all(o.terms.extension_months <= limits.max_extension_months for o in proposal.offered)
+    settlement = proposal_for(factories.loan(days_past_due=150), borrower).option("settlement")
+    matured = settlement.terms.model_copy(update={"remaining_term_months": 0})
+    assert matured.term_months == 1
+    assert matured.extension_months == 0
 
 
 def test_nothing_outstanding_is_no_option_with_the_reason():
