@@ -25,7 +25,8 @@ from stack.kafka import KafkaBroker, topic_partitions
 from stack.orchestrator import INFRASTRUCTURE, Health, Stack
 from stack.ports import port_is_free, split_host_port
 from stack.processes import PidState, group_alive
-from stack.temporal import CLOSED_WORKFLOW_RETENTION, SEARCH_ATTRIBUTES
+from stack.temporal import CLOSED_WORKFLOW_RETENTION
+from workflows import search_attributes
 
 pytestmark = pytest.mark.integration
 
@@ -52,7 +53,7 @@ async def test_search_attributes_and_retention_registered(
         name: IndexedValueType.Name(value).removeprefix("INDEXED_VALUE_TYPE_")
         for name, value in listed.custom_attributes.items()
     }
-    expected = {name: type_name.upper() for name, type_name in SEARCH_ATTRIBUTES.items()}
+    expected = {key.name: key.indexed_value_type.name for key in search_attributes.ALL}
     assert registered.items() >= expected.items()
 
     described = await temporal_client.workflow_service.describe_namespace(
