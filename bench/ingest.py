@@ -191,7 +191,7 @@ async def signal_with_start(client: Client, settings: Settings, event: LoanOverd
             client,
             event,
             task_queue=settings.temporal.task_queue,
-            search_attributes=initial_search_attributes(event),
+            search_attributes=initial_search_attributes(event, datetime.now(UTC).date()),
         )
     except WorkflowAlreadyStartedError:
         pass  # a closed case is not reopened

@@ -10,6 +10,7 @@ place.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
 from typing import cast
 
@@ -19,7 +20,7 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from decisions.contact_ledger import Interaction
-from engine.view import whole_units
+from engine.balance import amount_band
 from schemas.case import CaseStage
 from schemas.events import ContactInteraction, Event, InboundEvent, LoanOverdue
 from settings import Settings
@@ -41,14 +42,17 @@ class Signalled(StrEnum):
     GONE = "gone"  # no running case with that id (closed, terminated or never started)
 
 
-def initial_search_attributes(event: LoanOverdue) -> TypedSearchAttributes:
-    """Set at start so the case is filterable before its first workflow task runs; the workflow
-    upserts the same projection (and every later value) itself."""
+def initial_search_attributes(event: LoanOverdue, today: date) -> TypedSearchAttributes:
+    """Set at start so the case is filterable before its first workflow task runs, with the
+    values the case itself projects before any payment (``engine.view.projection``: days past
+    due counted to today, the outstanding amount as its band); the workflow keeps them current."""
+    first_unpaid = event.occurred_at.date() - timedelta(days=event.days_past_due)
+    days_past_due = max((today - first_unpaid).days, 0) if event.overdue_amount > 0 else 0
     return TypedSearchAttributes(
         [
             SearchAttributePair(sa.CASE_STAGE, CaseStage.COLLECT_INFO.value),
-            SearchAttributePair(sa.DAYS_PAST_DUE, event.days_past_due),
-            SearchAttributePair(sa.OUTSTANDING_AMOUNT, whole_units(event.total_outstanding)),
+            SearchAttributePair(sa.DAYS_PAST_DUE, days_past_due),
+            SearchAttributePair(sa.OUTSTANDING_AMOUNT, amount_band(event.total_outstanding)),
             SearchAttributePair(sa.PRODUCT_TYPE, event.product.value),
         ]
     )
@@ -79,7 +83,7 @@ class Cases:
                 client,
                 event,
                 task_queue=self._task_queue,
-                search_attributes=initial_search_attributes(event),
+                search_attributes=initial_search_attributes(event, datetime.now(UTC).date()),
             )
         except WorkflowAlreadyStartedError:
             # Only a closed case refuses signal-with-start.

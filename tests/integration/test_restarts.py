@@ -39,8 +39,8 @@ DURATIONS = {
     "approval_sla_hours": 2160,
     "reassessment_interval_days": 3000,
 }
-KILL_ORDER = ("worker", "stream", "core-banking", "esign", "contact", "webhooks", "temporal",
-              "kafka")  # fmt: skip
+KILL_ORDER = ("worker", "stream", "core-banking", "esign", "contact", "webhooks", "desk",
+              "temporal", "kafka")  # fmt: skip
 
 
 @pytest.fixture(scope="module")

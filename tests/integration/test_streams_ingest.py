@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -67,16 +67,19 @@ async def test_thousand_overdue_events_open_thousand_cases_once(
         await wait_for_applied(temporal_client, expected, within=60)
 
         await wait_for_case_count(temporal_client, f"L{tag}-", CASES)
-        # Each case is filterable by the attributes set at start.
+        # Each case is filterable by the attributes set at start (kept current by the case:
+        # days past due counted to today, the outstanding amount as its band).
+        today = datetime.now(UTC).date()
         by_id = {event.case_id: event for event in events}
         async for execution in temporal_client.list_workflows(
             f"WorkflowId STARTS_WITH 'case-L{tag}-' AND CaseStage = 'collect_info'"
         ):
             attributes = execution.typed_search_attributes
             event = by_id.pop(execution.id)
-            assert attributes.get(sa.DAYS_PAST_DUE) == event.days_past_due
+            overdue_since = event.occurred_at.date() - timedelta(days=event.days_past_due)
+            assert attributes.get(sa.DAYS_PAST_DUE) == (today - overdue_since).days
             assert attributes.get(sa.PRODUCT_TYPE) == event.product.value
-            assert attributes.get(sa.OUTSTANDING_AMOUNT) == 10131  # 10130.50 rounded up
+            assert attributes.get(sa.OUTSTANDING_AMOUNT) == 10000  # 10,130.50: band 10,000+
         assert not by_id, f"{len(by_id)} cases without their search attributes"
 
         # The same 1,000 again (a producer retry, a replay): no new case, nothing applied twice,
