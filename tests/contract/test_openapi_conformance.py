@@ -8,6 +8,11 @@ from pathlib import Path
 
 import pytest
 import schemathesis
+
+# schemathesis imports this lazily, deep inside hypothesis's generation, where pytest's assertion
+# rewriter parses it: CPython 3.11 then failed with "AST constructor recursion depth mismatch"
+# (a SystemError hypothesis reported as a flaky test). Imported here, at a shallow stack.
+import schemathesis.generation.dictionaries
 from hypothesis import HealthCheck, settings
 
 from schemas.events import LoanOverdue
