@@ -65,7 +65,8 @@ from stack.environment import child_env
 from stack.isolated import isolated_settings
 from stack.orchestrator import Stack
 from stack.temporal import TemporalDevServer
-from tests.unit.case_driver import POLICY, Driver, borrower, loan
+from tests import factories
+from tests.unit.case_driver import POLICY, Driver, borrower
 from worker import case_workflow_runner
 from workflows.case import CaseWorkflow
 from workflows.handle import CaseHandle, open_case
@@ -171,7 +172,7 @@ def checkpoint_shift(state: CaseState, due_at: datetime) -> timedelta:
 def sleeping_case(template: CaseState, loan_id: str, due_at: datetime) -> CaseState:
     state = template.model_copy(deep=True)
     assert state.loan is not None and state.tracking is not None
-    state.loan = state.loan.model_copy(update={"loan_id": loan_id})
+    state.loan = state.loan.model_copy(update={"loan_id": loan_id, "borrower_id": f"B-{loan_id}"})
     state.loan_id = loan_id
     state.case_id = state.loan.case_id
     state.outbox = []
@@ -511,14 +512,17 @@ async def restart(arguments: argparse.Namespace) -> dict[str, Any]:
         cpu_before, tasks_before = worker.cpu_seconds(), await worker.workflow_tasks()
         began = time.monotonic()
         done = 0
+        case_ids: list[str] = []
 
         async def create(loan_id: str, target: str) -> None:
             nonlocal done
-            event = loan(
+            event = factories.loan(
                 loan_id=loan_id,
+                borrower_id=f"B-{loan_id}",  # contact caps count per borrower
                 event_id=f"ovd-{loan_id}",
                 occurred_at=datetime.now(UTC) - timedelta(hours=1),
             )
+            case_ids.append(event.case_id)
             async with slots:
                 await open_case(client, event, task_queue=settings.temporal.task_queue)
                 await _negotiate(CaseHandle(client, event.case_id), target)
@@ -531,7 +535,6 @@ async def restart(arguments: argparse.Namespace) -> dict[str, Any]:
         creation = time.monotonic() - began
         creation_cpu_ms = (worker.cpu_seconds() - cpu_before) * 1000
         creation_tasks = await worker.workflow_tasks() - tasks_before
-        case_ids = [loan(loan_id=loan_id).case_id for loan_id in targets]
         results = {}
         for how, sig in (
             ("graceful (SIGTERM)", signal.SIGTERM),
