@@ -209,7 +209,11 @@ async def test_two_processors_one_killed_mid_stream(
             publishing.cancel()
 
         async def survivor_owns_everything() -> bool:
-            return len(await survivor.assigned_partitions()) == 4 * settings.kafka.topics.partitions
+            topics = settings.kafka.topics
+            return (
+                len(await survivor.assigned_partitions())
+                == len(topics.inbound()) * topics.partitions
+            )
 
         await wait_until(survivor_owns_everything, within=60, what="the survivor taking over")
         await wait_for_applied(
