@@ -30,7 +30,10 @@ test: install
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 	$(BIN)/accord stack fetch --topology cluster
-	$(BIN)/pytest
+	# Two sessions: the time-skipping tier in its own (after the integration tier in one session
+	# some workflow tests lost their server: open, see README "Known issue").
+	$(BIN)/pytest tests/unit tests/workflow
+	$(BIN)/pytest tests/contract tests/integration tests/cluster
 
 lint: install
 	$(BIN)/ruff check .
