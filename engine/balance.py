@@ -17,6 +17,7 @@ from decimal import ROUND_FLOOR, Decimal
 
 from decisions.schedules import add_months
 from engine.state import CaseState
+from schemas.events import LoanOverdue
 from schemas.money import Currency
 
 
@@ -39,6 +40,11 @@ class Balance:
         return max((today - self.overdue_since).days, 0) if self.overdue_since else 0
 
 
+def first_unpaid_day(loan: LoanOverdue) -> date:
+    """The day the loan's oldest unpaid instalment fell due, as its overdue event reports."""
+    return loan.occurred_at.date() - timedelta(days=loan.days_past_due)
+
+
 def balance_now(state: CaseState, now: datetime) -> Balance | None:
     """None until core banking reported the loan."""
     if state.agreement is not None and state.tracking is not None:
@@ -50,7 +56,7 @@ def balance_now(state: CaseState, now: datetime) -> Balance | None:
     arrears = max(loan.overdue_amount - paid, Decimal(0))
     overdue_since = None
     if arrears > 0:
-        first_unpaid = loan.occurred_at.date() - timedelta(days=loan.days_past_due)
+        first_unpaid = first_unpaid_day(loan)
         covered = 0
         if loan.contractual_instalment > 0:
             covered = int((paid / loan.contractual_instalment).to_integral_value(ROUND_FLOOR))

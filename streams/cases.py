@@ -10,7 +10,7 @@ place.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from enum import StrEnum
 from typing import cast
 
@@ -20,7 +20,7 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from decisions.contact_ledger import Interaction
-from engine.balance import amount_band
+from engine.balance import amount_band, first_unpaid_day
 from schemas.case import CaseStage
 from schemas.events import ContactInteraction, Event, InboundEvent, LoanOverdue
 from settings import Settings
@@ -46,7 +46,7 @@ def initial_search_attributes(event: LoanOverdue, today: date) -> TypedSearchAtt
     """Set at start so the case is filterable before its first workflow task runs, with the
     values the case itself projects before any payment (``engine.view.projection``: days past
     due counted to today, the outstanding amount as its band); the workflow keeps them current."""
-    first_unpaid = event.occurred_at.date() - timedelta(days=event.days_past_due)
+    first_unpaid = first_unpaid_day(event)
     days_past_due = max((today - first_unpaid).days, 0) if event.overdue_amount > 0 else 0
     return TypedSearchAttributes(
         [
