@@ -164,6 +164,13 @@ class Projection:
     outcome: str | None
 
 
+CALENDAR_DEPENDENT = frozenset({"days_past_due", "overdue_since", "arrears_band"})
+"""The projected values that move with the calendar as well as with the state (a plan's next
+instalment falling due, one more day late): the workflow refreshes them at fixed points of its
+history, never on a comparison with the clock (``workflows.case``, patch ``steady-attributes``).
+"""
+
+
 def projection(state: CaseState, policy: Policy | None, now: datetime) -> Projection:
     loan, assessment, holds = state.loan, state.assessment, state.holds
     timer = next_timer(state, policy)

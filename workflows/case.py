@@ -34,9 +34,9 @@ with workflow.unsafe.imports_passed_through():
     from engine.policies import shared
     from engine.rules import forbidden, refusal
     from engine.state import CaseStart, CaseState
-    from engine.view import case_audit, case_view, projection, projection_v1
+    from engine.view import CALENDAR_DEPENDENT, case_audit, case_view, projection, projection_v1
     from schemas.case import CaseView
-    from schemas.events import InboundEvent, case_id
+    from schemas.events import Event, InboundEvent, case_id
     from schemas.staff import Actor
     from staff.credentials import (
         CredentialError,
@@ -66,6 +66,17 @@ _ATTRIBUTE_KEYS: dict[str, SearchAttributeKey[Any]] = {
 DESK_ATTRIBUTES_PATCH = "desk-attributes"
 """Cases started before it keep the attributes they had (``projection_v1``) until they
 continue as new: their histories upsert at exactly the moments they did."""
+STEADY_ATTRIBUTES_PATCH = "steady-attributes"
+"""Whether to upsert is decided from the state and the kind of message only, never from the
+clock: the calendar-dependent values (``engine.view.CALENDAR_DEPENDENT``) are refreshed at every
+timer, inbound event and ledger read, and whenever anything else changes. A replay's
+``workflow.now()`` can differ from the original task's by a fraction of a second, and a
+days-past-due compared with the clock then upserted on one side of midnight and not on the
+other (a nondeterminism error after a worker restart). Runs recorded before it replay as they
+were."""
+REFRESHED_BY = (msg.Tick, msg.LedgerRead, Event)
+"""The messages after which the calendar-dependent attributes are upserted whatever they hold."""
+MIN_TIMER = timedelta(milliseconds=1)
 
 
 @workflow.defn(name="CaseWorkflow")
@@ -90,6 +101,7 @@ class CaseWorkflow:
         # history however the run's handlers and commands interleave later.
         self._desk_attributes = workflow.patched(DESK_ATTRIBUTES_PATCH)
         self._state.borrower_calendar = workflow.patched(BORROWER_TIME_ZONE_PATCH)
+        self._steady = workflow.patched(STEADY_ATTRIBUTES_PATCH)
 
     # --- the run loop ------------------------------------------------------------------------
 
@@ -126,10 +138,15 @@ class CaseWorkflow:
         timeout = None
         if command.until is not None:
             delay = command.until - self._now()
-            if delay <= timedelta(0):
+            if self._steady:
+                # Always a timer, however close or past the moment: whether one is started must
+                # not hang on a clock comparison a replay may see differently.
+                timeout = max(self._server_delay(delay), MIN_TIMER)
+            elif delay <= timedelta(0):
                 self._feed(msg.Tick())
                 return
-            timeout = self._server_delay(delay)
+            else:
+                timeout = self._server_delay(delay)
         try:
             await workflow.wait_condition(lambda: self._changes != seen, timeout=timeout)
         except TimeoutError:
@@ -209,7 +226,7 @@ class CaseWorkflow:
     def _feed(self, message: object, actor: Actor | None = None) -> str:
         detail = receive(self._state, message, self._context(actor))
         self._changes += 1
-        self._upsert()
+        self._upsert(refresh=isinstance(message, REFRESHED_BY))
         return detail
 
     def _context(self, actor: Actor | None = None) -> Context:
@@ -229,8 +246,9 @@ class CaseWorkflow:
         clock = self._state.clock
         return policy_delay if clock is None else clock.server_delay(policy_delay)
 
-    def _upsert(self) -> None:
-        """Keep the search attributes equal to the state; only changes go to history."""
+    def _upsert(self, refresh: bool = False) -> None:
+        """Keep the search attributes equal to the state; only changes go to history (and the
+        calendar-dependent values at the points ``STEADY_ATTRIBUTES_PATCH`` names)."""
         if not self._desk_attributes:
             self._upsert_v1()
             return
@@ -238,14 +256,21 @@ class CaseWorkflow:
         # attribute never set is not unset, and only what changed is written.
         current = workflow.info().typed_search_attributes
         updates: list[SearchAttributeUpdate[Any]] = []
+        calendar: list[SearchAttributeUpdate[Any]] = []
         for name, value in vars(projection(self._state, self._policy, self._now())).items():
             key = _ATTRIBUTE_KEYS[name]
+            empty = value is None or value == []
+            if self._steady and name in CALENDAR_DEPENDENT:
+                calendar.append(key.value_unset() if empty else key.value_set(value))
+                continue
             held = current.get(key)
-            if value is None or value == []:
+            if empty:
                 if held is not None:
                     updates.append(key.value_unset())
             elif held != value:
                 updates.append(key.value_set(value))
+        if updates or refresh:
+            updates += calendar
         if updates:
             workflow.upsert_search_attributes(updates)
 

@@ -21,11 +21,11 @@ from temporalio.api.common.v1 import WorkflowExecution
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.api.workflowservice.v1 import DescribeWorkflowExecutionRequest
-from temporalio.client import WorkflowHandle
+from temporalio.client import WorkflowHandle, WorkflowHistory
 from temporalio.common import SearchAttributeIndexedValueType, TypedSearchAttributes
 from temporalio.converter import decode_typed_search_attributes
 from temporalio.testing import WorkflowEnvironment
-from temporalio.worker import Worker
+from temporalio.worker import Replayer, Worker
 
 from activities.case_activities import CaseActivities
 from activities.contact_channels import ContactDirectorySimulator, ContactGatewaySimulator
@@ -47,6 +47,7 @@ from tests.conftest import venv_binary
 from tests.staff_keys import TEST_KEY, signed_if_staff
 from worker import WORKFLOWS, case_workflow_runner
 from workflows import search_attributes as sa
+from workflows.case import CaseWorkflow
 from workflows.contact_ledger import ledger_id
 from workflows.handle import CaseHandle, open_case
 
@@ -365,6 +366,23 @@ class Case:
         # Every published event is valid and ids are unique per case.
         ids = [event.event_id for event in self.publisher.events if event.case_id == self.case_id]
         assert len(set(ids)) == len(self.events())
+
+
+async def replay_with_task_times_moved(
+    history: WorkflowHistory, move: Callable[[datetime], datetime]
+) -> None:
+    """Replay ``history`` as if each workflow task had started at ``move(its time)``: a worker
+    replaying after a restart reads the task times the server recorded, which can be a fraction
+    of a second later than the time the original task ran with. The workflow must issue the
+    same commands; a failure raises."""
+    document = history.to_json_dict()
+    for event in document["events"]:
+        if event["eventType"] == "EVENT_TYPE_WORKFLOW_TASK_STARTED":
+            started = datetime.fromisoformat(event["eventTime"].replace("Z", "+00:00"))
+            event["eventTime"] = move(started).isoformat().replace("+00:00", "Z")
+    shifted = WorkflowHistory.from_json(history.workflow_id, document)
+    replayer = Replayer(workflows=[CaseWorkflow], data_converter=PYDANTIC_CONVERTER)
+    await replayer.replay_workflow(shifted)
 
 
 def _assert_no_float(value: Any) -> None:

@@ -13,7 +13,7 @@ import pytest
 from engine.actions import ChooseOption, Sign, SubmitFinancials
 from schemas.case import CaseOutcome, CaseStage, InstalmentStatus
 from simulate.timescale import policy_now, server_time, write_compressed_policy
-from tests.workflow.conftest import overdue_event, profile
+from tests.workflow.conftest import overdue_event, profile, replay_with_task_times_moved
 
 pytestmark = pytest.mark.workflow
 
@@ -86,3 +86,50 @@ async def test_the_server_clock_is_kept_without_a_time_scale(new_case) -> None:
     reminder_in = view.next_checkpoint.at - await case.now()
     assert timedelta(days=2, hours=23) < reminder_in <= timedelta(days=3)
     await case.h.terminate("test over")
+
+
+async def test_a_replay_that_sees_a_task_start_after_midnight_decides_the_same(
+    new_case, tmp_path
+) -> None:
+    """A worker replaying after a restart reads the task times the server recorded, which can
+    be a fraction of a second later than the time the original task ran with: here a payment's
+    task ran late in the evening of the case's clock, and its replay sees it just after
+    midnight, when the case is one more day past due. The replay must issue the same commands
+    (whether the days past due are written is not decided by the clock)."""
+    policy = write_compressed_policy(None, tmp_path / "policy.toml", ONE_SECOND_PER_DAY)
+    case = await new_case(overdue_event(), policy_file=policy.path)
+    await case.start()
+    view = await case.until(lambda v: v.contact_log, "first contact")
+    opened = view.opened_at
+
+    def on_case_clock(server_moment: datetime) -> datetime:
+        return policy_now(opened, server_moment, policy.time_scale)
+
+    def next_midnight(server_moment: datetime) -> datetime:
+        day = on_case_clock(server_moment).date() + timedelta(days=1)
+        midnight = datetime.combine(day, datetime.min.time(), UTC)
+        return server_time(opened, midnight, policy.time_scale)
+
+    # Two small payments late in one evening of the case's clock (they move no amount band:
+    # nothing else in the case's search attributes changes with them); the second one's task
+    # is seen just after midnight by the replay, the first one's as it was.
+    midnight = next_midnight(next_midnight(await case.now()))
+    for number, before in enumerate((timedelta(seconds=0.2), timedelta(seconds=0.02)), 1):
+        await case.skip(midnight - before - await case.now())
+        await case.pay("1.00", f"small-{number}", on_case_clock(await case.now()))
+        await case.until(
+            lambda v, n=number: v.balance is not None and v.balance.paid_since_basis == n,
+            f"payment {number} applied",
+        )
+
+    moved: list[datetime] = []
+
+    def just_after_midnight(started: datetime) -> datetime:
+        if timedelta(0) < midnight - started < timedelta(seconds=0.05):
+            moved.append(started)
+            return midnight + timedelta(seconds=0.05)
+        return started
+
+    (history,) = await case.histories()
+    await replay_with_task_times_moved(history, just_after_midnight)
+    assert moved, "no task started shortly before a midnight of the case's clock"
