@@ -63,11 +63,12 @@ async def temporal_client(stack_settings: Settings) -> Client:
 APPS = ("worker", "stream", "core-banking", "esign", "contact", "webhooks")
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 async def stack_apps(embedded_stack: Stack) -> AsyncIterator[Stack]:
     """Opt-in: the worker, the stream processor and the embedded external systems (core
     banking, e-signature, contact gateway, webhook receiver) as supervised processes against
-    the embedded stack; healthy when yielded."""
+    the embedded stack; healthy when yielded. Started once for the session, as a deployment
+    runs them (restarts are the subject of their own tests, on their own stacks)."""
     apps = Stack(embedded_stack.settings, only=APPS)
     try:
         await apps.up()
