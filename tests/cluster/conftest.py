@@ -25,6 +25,7 @@ from stack.orchestrator import Stack, Topology
 from stack.ports import split_host_port
 from stack.processes import group_alive
 from streams.app import HEALTH_PATH
+from tests.integration.conftest import midday_time_zone
 from tests.integration.streams_support import applied_event_ids, wait_for_applied, wait_until
 
 CLUSTER_NAMESPACE = "accord-cluster-it"
@@ -48,6 +49,7 @@ async def cluster() -> AsyncIterator[Stack]:
         log_level="INFO",
         temporal={"namespace": CLUSTER_NAMESPACE},
         streams={"session_timeout_seconds": 10.0, "retry_max_seconds": 2.0},
+        core_banking={"contact_time_zone": midday_time_zone()},
     )
     running = Stack(settings, topology=Topology.CLUSTER)
     try:

@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from temporalio.client import WorkflowExecutionStatus
+from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
@@ -25,7 +26,7 @@ from activities.core_banking import CoreBankingSimulator
 from activities.decide import DECISION_ACTIVITIES
 from activities.esign import ESignatureSimulator
 from activities.publisher import InMemoryCaseEventPublisher
-from decisions.contact_ledger import RETENTION, AttemptRequest, OutcomeReport
+from decisions.contact_ledger import RETENTION, AttemptRequest, LedgerView, OutcomeReport
 from decisions.policy import DEFAULT_POLICY_FILE, PACKS_DIR, load_contact_rules
 from schemas.contact import ContactChannel, ContactHolds, ContactOutcome, Direction
 from tests.workflow.conftest import Case, overdue_event
@@ -150,13 +151,6 @@ async def borrower(env: WorkflowEnvironment, policy_file: Path) -> AsyncIterator
                 )
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason=(
-        "open: fails when run after the integration tier in one CI session (passes alone: "
-        "pytest tests/workflow); not diagnosed in this stop"
-    ),
-)
 async def test_two_cases_at_once_share_the_daily_cap_and_a_third_sees_the_same_ledger(
     case_env: WorkflowEnvironment, tmp_path: Path
 ) -> None:
@@ -189,13 +183,6 @@ async def test_two_cases_at_once_share_the_daily_cap_and_a_third_sees_the_same_l
         assert view.granted == 2 and view.refused == 2 and view.borrower_id == world.borrower_id
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason=(
-        "open: fails when run after the integration tier in one CI session (passes alone: "
-        "pytest tests/workflow); not diagnosed in this stop"
-    ),
-)
 async def test_six_cases_at_once_take_turns_under_the_cap(
     case_env: WorkflowEnvironment, tmp_path: Path
 ) -> None:
@@ -216,6 +203,18 @@ async def test_six_cases_at_once_take_turns_under_the_cap(
         assert len(world.gateway.sent) == 6
 
 
+async def view_when_answered(ledger: ContactLedgerHandle) -> LedgerView:
+    """The ledger's view. Right after a continue-as-new the time-skipping server can let a
+    query to the new run time out before its first task ran: asked again until it answers."""
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            return await ledger.view(rpc_timeout=timedelta(seconds=5))
+        except RPCError:
+            assert time.monotonic() < deadline, "the ledger never answered its view query"
+            await asyncio.sleep(0.05)
+
+
 def attempt(number: int, at, debt: str = "L-1") -> AttemptRequest:
     return AttemptRequest(
         attempt_id=f"case-{debt}-a{number}-phone",
@@ -232,8 +231,9 @@ def attempt(number: int, at, debt: str = "L-1") -> AttemptRequest:
 @pytest.mark.xfail(
     strict=False,
     reason=(
-        "open: fails when run after the integration tier in one CI session (passes alone: "
-        "pytest tests/workflow); not diagnosed in this stop"
+        "open: the time-skipping server sometimes times out a query or a sleep around this "
+        "ledger's continue-as-new (about one run in four here); the ledger's own rules are "
+        "covered by tests/unit/test_contact_ledger.py"
     ),
 )
 async def test_the_ledger_continues_as_new_with_its_log_and_ends_when_nothing_can_block(
@@ -263,7 +263,7 @@ async def test_the_ledger_continues_as_new_with_its_log_and_ends_when_nothing_ca
                 await ledger.record_outcome(
                     OutcomeReport(attempt_id=f"case-L-1-a{n}-phone", outcome="unanswered")
                 )
-            view = await ledger.view()
+            view = await view_when_answered(ledger)
             assert view.run_count > 1, "never continued as new"
             assert len(view.entries) == 6 and view.granted == 6 and view.refused == 6
             assert {e.outcome for e in view.entries} == {ContactOutcome.UNANSWERED}
