@@ -56,8 +56,9 @@ QUERY_CONCURRENCY = 16
 
 
 def streams_test_settings(base: Settings, tag: str, **streams: Any) -> Settings:
-    """``base`` with this test's own topics, consumer group and task queue, so tests never see
-    each other's events; short session timeout so a killed processor's partitions move fast."""
+    """``base`` with this test's own topics, consumer group, task queue and processor web port,
+    so tests never see each other's events (nor the stack's own processor, which the session
+    may be running); short session timeout so a killed processor's partitions move fast."""
     topics = base.kafka.topics
     own_topics = topics.model_copy(
         update={
@@ -79,8 +80,8 @@ def streams_test_settings(base: Settings, tag: str, **streams: Any) -> Settings:
     stream_settings = base.streams.model_copy(
         update={"session_timeout_seconds": 6.0, "retry_max_seconds": 1.0, **streams}
     )
-    return base.model_copy(
-        update={"kafka": kafka, "temporal": temporal, "streams": stream_settings}
+    return with_fresh_web_port(
+        base.model_copy(update={"kafka": kafka, "temporal": temporal, "streams": stream_settings})
     )
 
 
@@ -404,14 +405,16 @@ async def case_worker(settings: Settings, log_dir: Path) -> AsyncIterator[Accord
     """``accord worker``: the case workflow with all its activities, for this test's queue,
     with the core-banking and contact services it calls (on ports of their own)."""
     host = StreamProcessor(settings).web_host
-    core_port, contact_port, health_port = pick_free_ports(3, host)
+    core_port, contact_port, health_port, metrics_port = pick_free_ports(4, host)
     settings = settings.model_copy(
         update={
             "core_banking": settings.core_banking.model_copy(
                 update={"url": f"http://{host}:{core_port}"}
             ),
             "contact": settings.contact.model_copy(update={"url": f"http://{host}:{contact_port}"}),
-            "worker": settings.worker.model_copy(update={"health_port": health_port}),
+            "worker": settings.worker.model_copy(
+                update={"health_port": health_port, "metrics_port": metrics_port}
+            ),
         }
     )
     services = [

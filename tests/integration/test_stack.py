@@ -8,7 +8,7 @@ import os
 import socket
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
 
 import pytest
@@ -29,6 +29,18 @@ from stack.temporal import CLOSED_WORKFLOW_RETENTION
 from workflows import search_attributes
 
 pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+async def infrastructure_only(settings_factory: Callable[..., Settings]) -> AsyncIterator[Stack]:
+    """A stack of Kafka and Temporal alone, as `accord stack up kafka temporal` leaves it (the
+    session's stack also runs the applications for the tests that need them)."""
+    stack = Stack(settings_factory(), only=INFRASTRUCTURE)
+    try:
+        await stack.up()
+        yield stack
+    finally:
+        await stack.down()
 
 
 async def test_topics_exist_with_configured_partitions(embedded_stack: Stack) -> None:
@@ -63,22 +75,22 @@ async def test_search_attributes_and_retention_registered(
     assert retention == CLOSED_WORKFLOW_RETENTION
 
 
-async def test_status_reports_every_component_healthy(embedded_stack: Stack) -> None:
-    statuses = await embedded_stack.status()
+async def test_status_reports_every_component_healthy(infrastructure_only: Stack) -> None:
+    statuses = await infrastructure_only.status()
 
     assert [s.name for s in statuses] == list(INFRASTRUCTURE)
     assert all(s.health is Health.HEALTHY and s.pid for s in statuses), statuses
 
 
-async def test_bringing_up_a_subset_keeps_the_rest_in_status(embedded_stack: Stack) -> None:
+async def test_bringing_up_a_subset_keeps_the_rest_in_status(infrastructure_only: Stack) -> None:
     # e.g. `accord simulate` restarting only the worker: status must still cover the stack.
-    await Stack(embedded_stack.settings, only=["temporal"]).up()
-    assert Stack(embedded_stack.settings).recorded_selection() == list(INFRASTRUCTURE)
+    await Stack(infrastructure_only.settings, only=["temporal"]).up()
+    assert Stack(infrastructure_only.settings).recorded_selection() == list(INFRASTRUCTURE)
 
 
-def test_cli_status_exits_zero_for_a_running_stack(embedded_stack: Stack) -> None:
+def test_cli_status_exits_zero_for_a_running_stack(infrastructure_only: Stack) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("ACCORD_")}
-    env |= settings_to_env(embedded_stack.settings)
+    env |= settings_to_env(infrastructure_only.settings)
     result = subprocess.run(
         [sys.executable, "-c", "from cli.stack import stack; stack()", "status"],
         env=env,
