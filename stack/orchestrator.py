@@ -291,21 +291,19 @@ class Stack:
                 component.name, Health.STOPPED, None, component.address, detail, **seen
             )
         pid = info.pid or None
-        restarting = f"{info.state.lower()} (supervision is restarting it)"
-        if info.state not in ("RUNNING", "STARTING"):
+        if info.state != "RUNNING":
             return ComponentStatus(
-                component.name, Health.UNHEALTHY, pid, component.address, restarting, **seen
-            )
+                component.name, Health.UNHEALTHY, pid, component.address,
+                f"{info.state.lower()} (supervision is restarting it)", **seen,
+            )  # fmt: skip
         try:
             async with asyncio.timeout(STATUS_PROBE_SECONDS):
                 await component.probe()
         except Exception as error:  # reported, not raised: status shows every component
-            detail = describe_error(error) if info.state == "RUNNING" else restarting
             return ComponentStatus(
-                component.name, Health.UNHEALTHY, pid, component.address, detail, **seen
-            )
-        # Serving is healthy, also in supervisord's first seconds (STARTING until `startsecs`):
-        # `accord stack up` returns as soon as every probe passes.
+                component.name, Health.UNHEALTHY, pid, component.address,
+                describe_error(error), **seen,
+            )  # fmt: skip
         return ComponentStatus(component.name, Health.HEALTHY, pid, component.address, **seen)
 
     # --- down -------------------------------------------------------------------------------
