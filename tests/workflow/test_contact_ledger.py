@@ -26,9 +26,11 @@ from activities.core_banking import CoreBankingSimulator
 from activities.decide import DECISION_ACTIVITIES
 from activities.esign import ESignatureSimulator
 from activities.publisher import InMemoryCaseEventPublisher
+from clients import PYDANTIC_CONVERTER
 from decisions.contact_ledger import RETENTION, AttemptRequest, LedgerView, OutcomeReport
 from decisions.policy import DEFAULT_POLICY_FILE, PACKS_DIR, load_contact_rules
 from schemas.contact import ContactChannel, ContactHolds, ContactOutcome, Direction
+from tests.conftest import venv_binary
 from tests.workflow.conftest import Case, overdue_event
 from worker import WORKFLOWS, case_workflow_runner
 from workflows.contact_ledger import ContactLedgerWorkflow, LedgerStart, ledger_id
@@ -236,9 +238,20 @@ def attempt(number: int, at, debt: str = "L-1") -> AttemptRequest:
         "covered by tests/unit/test_contact_ledger.py"
     ),
 )
-async def test_the_ledger_continues_as_new_with_its_log_and_ends_when_nothing_can_block(
-    case_env: WorkflowEnvironment,
-) -> None:
+async def test_the_ledger_continues_as_new_with_its_log_and_ends_when_nothing_can_block() -> None:
+    # A time-skipping server of its own: when that server times out around the continue-as-new
+    # (the marker's reason), it must not leave the session's server stuck for the tests after.
+    env = await WorkflowEnvironment.start_time_skipping(
+        test_server_existing_path=venv_binary("temporal-test-server"),
+        data_converter=PYDANTIC_CONVERTER,
+    )
+    try:
+        await _continues_as_new_and_ends(env)
+    finally:
+        await env.shutdown()
+
+
+async def _continues_as_new_and_ends(case_env: WorkflowEnvironment) -> None:
     borrower_id = f"B-{uuid.uuid4().hex[:8]}"
     task_queue = f"ledger-{uuid.uuid4().hex[:8]}"
     ledger = ContactLedgerHandle(case_env.client, borrower_id, task_queue=task_queue)
