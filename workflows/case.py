@@ -96,6 +96,7 @@ class CaseWorkflow:
         self._policy: Policy | None = None  # loaded by the first command of every run
         self._event_limit = start.continue_as_new_after_events
         self._changes = 0
+        self._upserted: int | None = None  # the value of ``_changes`` the attributes reflect
         self._attributes: dict[str, Any] = {}
         # Decided once, first thing in every run, so the marker sits at the same place in its
         # history however the run's handlers and commands interleave later.
@@ -133,7 +134,8 @@ class CaseWorkflow:
                     carried=self._state,
                 )
             )
-        self._upsert()
+        if self._upserted != self._changes:
+            self._upsert()
         seen = self._changes
         timeout = None
         if command.until is not None:
@@ -248,13 +250,18 @@ class CaseWorkflow:
 
     def _upsert(self, refresh: bool = False) -> None:
         """Keep the search attributes equal to the state; only changes go to history (and the
-        calendar-dependent values at the points ``STEADY_ATTRIBUTES_PATCH`` names)."""
+        calendar-dependent values at the points ``STEADY_ATTRIBUTES_PATCH`` names).
+
+        They are a function of the state, the policy and the task's clock. State and policy change
+        only through ``_feed``, and the run loop reaches ``_wait`` in the same workflow task as
+        the feed before it, so a second call before the next feed would write nothing."""
+        self._upserted = self._changes
         if not self._desk_attributes:
             self._upsert_v1()
             return
         # Compared with what the case holds now (carried over a continue-as-new too): an
         # attribute never set is not unset, and only what changed is written.
-        current = workflow.info().typed_search_attributes
+        current = {pair.key: pair.value for pair in workflow.info().typed_search_attributes}
         updates: list[SearchAttributeUpdate[Any]] = []
         calendar: list[SearchAttributeUpdate[Any]] = []
         for name, value in vars(projection(self._state, self._policy, self._now())).items():

@@ -25,7 +25,7 @@ from temporalio.client import WorkflowHandle, WorkflowHistory
 from temporalio.common import SearchAttributeIndexedValueType, TypedSearchAttributes
 from temporalio.converter import decode_typed_search_attributes
 from temporalio.testing import WorkflowEnvironment
-from temporalio.worker import Replayer, Worker
+from temporalio.worker import Replayer, Worker, WorkflowRunner
 
 from activities.case_activities import CaseActivities
 from activities.contact_channels import ContactDirectorySimulator, ContactGatewaySimulator
@@ -436,6 +436,7 @@ async def _case_builder(case_env: WorkflowEnvironment) -> AsyncIterator[Callable
         credit: CreditRecord | None = None,
         policy_file: Path | None = None,
         max_cached_workflows: int = 1000,
+        workflow_runner: WorkflowRunner | None = None,
     ) -> Case:
         loan = loan or overdue_event()
         core_banking = CoreBankingSimulator()
@@ -464,7 +465,7 @@ async def _case_builder(case_env: WorkflowEnvironment) -> AsyncIterator[Callable
             task_queue=case.task_queue,
             workflows=WORKFLOWS,
             activities=[*activities.all(), *DECISION_ACTIVITIES],
-            workflow_runner=case_workflow_runner(),
+            workflow_runner=workflow_runner or case_workflow_runner(),
             max_cached_workflows=max_cached_workflows,
         )
         await worker.__aenter__()
