@@ -23,13 +23,16 @@ Commit discipline (why no event is lost or skipped):
   redelivered overdue event signal-with-starts the same workflow id and the case drops an
   ``event_id`` it has already applied, so every event lands once in effect.
 * A rebalance ends every wait (``streams.ordering``): the batch is left unacknowledged (and
-  dropped, so faust's wait for in-flight events ends) and read again from the committed offsets
-  after it, so a rebalance never waits on Temporal or on another agent. faust's
+  dropped; what faust itself still holds is let go once the flow stops, ``streams.stall``, so
+  its wait for in-flight events ends) and read again from the committed offsets after it, so a
+  rebalance never waits on Temporal or on another agent. faust's
   ``stream_wait_empty`` stays on: with it off, events buffered when a rebalance started were
   lost to the stream (never acknowledged, the commit stuck below them).
 * After each rebalance the stream partitions are sought to their committed offsets while still
   paused, and only then resumed (``streams.recovery``); events a batch still holds from before
   the rebalance are not handled (they are read again from there).
+* A partition that aiokafka fetched past what faust handed to the agents, with nothing in
+  flight, is sought back to where faust stopped (``streams.stall``).
 * Values are read as raw bytes and validated here, so a bad message can never crash a codec.
 """
 
@@ -60,6 +63,7 @@ from streams.ingest import InboundMessage, Ingestor, is_transient, log_unexpecte
 from streams.metrics import Outcome, StreamMetrics
 from streams.ordering import Abandoned, OverdueProgress, Rebalance
 from streams.recovery import PositionedTableManager
+from streams.stall import StallWatch, release_stranded
 from streams.state import HELD_HARDSHIP_TABLE, OPEN_CASES_TABLE, LoanBook, partition_of
 
 log = logging.getLogger("accord.streams")
@@ -67,6 +71,10 @@ log = logging.getLogger("accord.streams")
 METRICS_PATH = "/accord/metrics"
 HEALTH_PATH = "/accord/health"
 HELD_SWEEP_SECONDS = 60.0
+STALL_CHECK_SECONDS = 10.0
+"""A partition is sought back after two checks found it stalled (streams/stall.py)."""
+RELEASE_SETTLE_SECONDS = 1.0
+"""faust re-checks its in-flight events every second while it revokes (streams/stall.py)."""
 EXPOSITION = "text/plain; version=0.0.4"
 
 
@@ -348,6 +356,35 @@ def create_app(settings: Settings) -> faust.App:
             await offsets.stop()
 
     inbound = set(topics.inbound())
+    stall_watch = StallWatch(
+        consumer=lambda: app.consumer,
+        partitions=lambda: [tp for tp in app.consumer.assignment() if tp.topic in inbound],
+    )
+
+    releasing: set[asyncio.Task[int]] = set()
+
+    def release_stranded_events() -> None:
+        # In the background: it watches the revocation that the rebalance now starts.
+        task = asyncio.ensure_future(
+            release_stranded(app.consumer, lambda: rebalance.active, RELEASE_SETTLE_SECONDS)
+        )
+        releasing.add(task)
+        task.add_done_callback(releasing.discard)
+
+    rebalance.when_started(release_stranded_events)
+
+    @app.timer(interval=STALL_CHECK_SECONDS)
+    async def seek_stalled_partitions() -> None:
+        if app.rebalancing:
+            stall_watch.forget()
+            return
+        try:
+            sought = await asyncio.wait_for(stall_watch.check(), timeout=STALL_CHECK_SECONDS)
+        except Exception as error:  # never escapes: the next check tries again
+            log_unexpected(error, "stalled-partition check failed")
+            return
+        for tp in sought:
+            metrics.sought_back(tp.topic)
 
     def highwaters() -> dict[tuple[str, int], int]:
         consumer = app.consumer

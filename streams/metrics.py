@@ -88,6 +88,12 @@ class StreamMetrics:
             ["topic"],
             registry=self.registry,
         )
+        self._sought_back = Counter(
+            "accord_streams_partitions_sought_back",
+            "Stalled partitions (fetched past what reached the agents) sought back.",
+            ["topic"],
+            registry=self.registry,
+        )
         self._event_children: dict[tuple[str, Outcome, str], Any] = {}
         # Next offset to process per (topic, partition): everything below it is delivered.
         self.processed_position: dict[tuple[str, int], int] = {}
@@ -124,6 +130,9 @@ class StreamMetrics:
 
     def dead_letter_truncated(self, topic: str) -> None:
         self._dead_letters_truncated.labels(topic).inc()
+
+    def sought_back(self, topic: str) -> None:
+        self._sought_back.labels(topic).inc()
 
     def watch(
         self, highwaters: Highwaters, open_cases: Callable[[], int], held: Callable[[], int]

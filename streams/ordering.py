@@ -40,6 +40,11 @@ class Rebalance:
     def __init__(self) -> None:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._active = asyncio.Event()
+        self._listeners: list[Callable[[], None]] = []
+
+    def when_started(self, listener: Callable[[], None]) -> None:
+        """Call ``listener`` on the event loop at the start of every rebalance."""
+        self._listeners.append(listener)
 
     def bind(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
@@ -47,7 +52,12 @@ class Rebalance:
     def started(self) -> None:
         if self._loop is None:
             return  # before the app ran: nothing can be waiting
-        self._loop.call_soon_threadsafe(self._active.set)
+        self._loop.call_soon_threadsafe(self._start)
+
+    def _start(self) -> None:
+        self._active.set()
+        for listener in self._listeners:
+            listener()
 
     def ended(self) -> None:
         # Through the loop too, so it can never overtake the ``set`` scheduled by ``started``.

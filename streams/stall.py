@@ -1,0 +1,130 @@
+"""Two ways faust (0.15) can stop reading for good, and what gets it going again.
+
+**A rebalance that never ends.** faust does not revoke partitions until every event it handed to
+an agent is acknowledged or gone (``stream_wait_empty``): it keeps them in a weak set and waits.
+The ingest agents leave a batch unacknowledged when a rebalance interrupts it, so that it is read
+again, and drop it, relying on the weak set to forget it. But the last event faust handed over
+is still referenced by its own fetch loop and by the stream's iterator until the next event comes
+-- and none comes while the partitions are revoked. Seen on the cluster topology: a processor
+waited for one payment for minutes ("wait_empty: Waiting for tasks"), was dropped from the group
+for missing its heartbeats, and stayed "rebalancing" with no partitions read.
+``release_stranded`` lets such events go once the flow has stopped: each is marked acknowledged
+without its offset being recorded as done, so the commit stays below it and the event is read
+again after the rebalance (a duplicate at worst, which the cases drop).
+
+**A partition fetched past what reached the agents.** faust takes a batch from aiokafka and
+hands it to the agents one event at a time; it drops the rest of the batch when, meanwhile, the
+flow was stopped, the group generation changed or the partition was paused, although aiokafka
+has already moved its position past all of it. ``recovery.py`` seeks every partition before it
+resumes after a rebalance, but on the cluster topology a partition kept by a processor through
+two quick rebalances was still found in this state: aiokafka's position at the end of the
+partition, faust's read offset and the committed offset where the last batch began, nothing of
+it in flight. Nothing would read it again until the next rebalance, and the next event on it
+would be committed past the lost ones (faust treats the jump as a gap).
+
+``StallWatch.check`` compares, for every inbound partition, the consumer's position with the
+offset faust will read next. A partition is stalled when its position is ahead, nothing at all
+is in flight (so the agents are not still working through a batch), and neither figure moved
+since the last check; it is then sought back to its read offset. The event at that offset may
+be read twice: the open-case table and the cases drop what they have already applied.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from faust.types import TP
+from faust.types.tuples import ack_lock
+
+log = logging.getLogger("accord.streams")
+
+
+@dataclass
+class StallWatch:
+    consumer: Callable[[], Any]
+    """faust's consumer (``app.consumer``, made when the app starts); its read and committed
+    offsets are not on ``ConsumerT``."""
+    partitions: Callable[[], Iterable[TP]]
+    """The partitions to watch: the inbound ones assigned to this process."""
+    last_seen: dict[TP, tuple[int, int]] = field(default_factory=dict)
+
+    def forget(self) -> None:
+        """Judge afresh (a rebalance moves partitions and offsets)."""
+        self.last_seen.clear()
+
+    async def check(self) -> list[TP]:
+        """Seek the stalled partitions back to their read offsets; returns them."""
+        consumer = self.consumer()
+        if not consumer.flow_active or consumer.unacked:
+            self.forget()  # paused, or the agents are still at work: nothing to judge
+            return []
+        seen: dict[TP, tuple[int, int]] = {}
+        stalled: dict[TP, int] = {}
+        for tp in self.partitions():
+            point = _read_point(consumer, tp)
+            position = await consumer.position(tp)
+            if point is None or position is None:
+                continue
+            seek_to, caught_up = point
+            if position <= caught_up:
+                continue
+            seen[tp] = (seek_to, position)
+            if self.last_seen.get(tp) == seen[tp]:
+                stalled[tp] = seek_to
+        self.last_seen = {tp: value for tp, value in seen.items() if tp not in stalled}
+        if stalled:
+            for tp, restart in stalled.items():
+                log.warning(
+                    "partition %s:%d stalled (fetched to %d, handed to the agents to %d): "
+                    "seeking back",
+                    tp.topic,
+                    tp.partition,
+                    seen[tp][1],
+                    restart,
+                )
+            await consumer.seek_wait(stalled)
+        return list(stalled)
+
+
+def _read_point(consumer: Any, tp: TP) -> tuple[int, int] | None:
+    """Where to seek back to, and the position of a partition read to its end.
+
+    faust's read offset is the last offset handed to an agent (after a seek: the offset sought
+    to, not yet handed over); it admits that offset again, so seeking back to it loses nothing.
+    Before anything was read the committed offset is the next to read."""
+    read = consumer._read_offset.get(tp)
+    if read is not None:
+        return int(read), int(read) + 1
+    committed = consumer._committed_offset.get(tp)
+    return None if committed is None else (int(committed), int(committed))
+
+
+async def release_stranded(
+    consumer: Any, rebalancing: Callable[[], bool], settle_seconds: float
+) -> int:
+    """While the rebalance lasts: once the flow has stopped and the agents have had
+    ``settle_seconds`` to acknowledge or abandon what they hold, let go of every event still
+    unacknowledged (see the module's docstring). Returns how many were let go."""
+    released = 0
+    while rebalancing():
+        await asyncio.sleep(settle_seconds)  # a bounded poll within the rebalance, not a wait
+        if consumer.flow_active or not rebalancing():
+            continue
+        with ack_lock:  # faust's lock around acknowledgement bookkeeping
+            stranded = [message for message in consumer._unacked_messages if not message.acked]
+            for message in stranded:
+                message.acked = True  # never recorded in ``_acked``: not committed
+                consumer._unacked_messages.discard(message)
+        for message in stranded:
+            log.info(
+                "event at %s:%d offset %d let go for the rebalance: read again after it",
+                message.topic,
+                message.partition,
+                message.offset,
+            )
+        released += len(stranded)
+    return released
