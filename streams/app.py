@@ -63,7 +63,7 @@ from streams.ingest import InboundMessage, Ingestor, is_transient, log_unexpecte
 from streams.metrics import Outcome, StreamMetrics
 from streams.ordering import Abandoned, OverdueProgress, Rebalance
 from streams.recovery import PositionedTableManager
-from streams.stall import StallWatch, release_stranded
+from streams.stall import StallWatch, release, release_stranded
 from streams.state import HELD_HARDSHIP_TABLE, OPEN_CASES_TABLE, LoanBook, partition_of
 
 log = logging.getLogger("accord.streams")
@@ -359,6 +359,7 @@ def create_app(settings: Settings) -> faust.App:
     stall_watch = StallWatch(
         consumer=lambda: app.consumer,
         partitions=lambda: [tp for tp in app.consumer.assignment() if tp.topic in inbound],
+        generation=lambda: app.consumer_generation_id,
     )
 
     releasing: set[asyncio.Task[int]] = set()
@@ -481,17 +482,20 @@ def _add_ingest_agent(
         ):
             read_at = time.monotonic()
             # noack_take buffers the events themselves. An event fetched before the latest
-            # rebalance (one faust had already handed to the buffer) is left unacknowledged:
+            # rebalance (one faust had already handed to the buffer) is let go unacknowledged:
             # the partition was sought back to its committed offset and reads it again, in order.
             generation = app.consumer_generation_id
             batch: list[EventT] = [e for e in events if e.message.generation_id == generation]
-            del events
+            stale = [e.message for e in events if e.message.generation_id != generation]
+            release(app.consumer, stale)
+            del events, stale
             if not batch:
                 continue
             try:
                 outcomes = await ingestor.handle_batch([_inbound(e) for e in batch], read_at)
             except Abandoned:
                 # Not acknowledged: read again from the committed offsets after the rebalance.
+                release(app.consumer, [e.message for e in batch])
                 metrics.batch_abandoned()
                 log.info("batch abandoned for a rebalance topic=%s size=%d", name, len(batch))
                 del batch

@@ -50,6 +50,8 @@ class StallWatch:
     offsets are not on ``ConsumerT``."""
     partitions: Callable[[], Iterable[TP]]
     """The partitions to watch: the inbound ones assigned to this process."""
+    generation: Callable[[], int]
+    """The consumer group's generation now (``app.consumer_generation_id``)."""
     last_seen: dict[TP, tuple[int, int]] = field(default_factory=dict)
 
     def forget(self) -> None:
@@ -59,6 +61,11 @@ class StallWatch:
     async def check(self) -> list[TP]:
         """Seek the stalled partitions back to their read offsets; returns them."""
         consumer = self.consumer()
+        generation = self.generation()
+        # Events of an earlier generation are never acknowledged (they are read again): they
+        # are not work in flight, only not yet forgotten.
+        stale = [m for m in consumer.unacked if m.generation_id != generation]
+        release(consumer, stale)
         if not consumer.flow_active or consumer.unacked:
             self.forget()  # paused, or the agents are still at work: nothing to judge
             return []
@@ -114,11 +121,7 @@ async def release_stranded(
         await asyncio.sleep(settle_seconds)  # a bounded poll within the rebalance, not a wait
         if consumer.flow_active or not rebalancing():
             continue
-        with ack_lock:  # faust's lock around acknowledgement bookkeeping
-            stranded = [message for message in consumer._unacked_messages if not message.acked]
-            for message in stranded:
-                message.acked = True  # never recorded in ``_acked``: not committed
-                consumer._unacked_messages.discard(message)
+        stranded = release(consumer, list(consumer._unacked_messages))
         for message in stranded:
             log.info(
                 "event at %s:%d offset %d let go for the rebalance: read again after it",
@@ -127,4 +130,18 @@ async def release_stranded(
                 message.offset,
             )
         released += len(stranded)
+    return released
+
+
+def release(consumer: Any, messages: Iterable[Any]) -> list[Any]:
+    """Let faust forget events that will not be acknowledged: each is marked acknowledged
+    without its offset being recorded as done, so no commit passes it and it is read again from
+    the committed offset. Returns those it let go (not those already acknowledged)."""
+    released = []
+    with ack_lock:  # faust's lock around acknowledgement bookkeeping
+        for message in messages:
+            if not message.acked:
+                message.acked = True  # not through ``Consumer.ack``: never in ``_acked``
+                consumer._unacked_messages.discard(message)
+                released.append(message)
     return released

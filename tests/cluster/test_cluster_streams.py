@@ -66,13 +66,6 @@ async def stream_processors_share(cluster: Stack) -> bool:
     return all((await assigned_partitions(cluster.settings)).values())
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason=(
-        "open: fails since the contact-ledger and desk merges; likely the processor restart "
-        "bug in the README's Known issue (some partitions unread until the next rebalance)"
-    ),
-)
 async def test_rebalance_while_payments_flow_loses_no_event(
     cluster: Stack, cluster_settings: Settings, cluster_client: Client
 ) -> None:

@@ -1,15 +1,20 @@
 """Failures of the production shape under load: a broker dies and comes back, a worker and a
-stream processor die, while 500 cases open — and every event still lands once, in one case."""
+stream processor die, while 500 cases open — and every event still lands once, in one case; and
+while borrowers sign, every agreement is still applied to the loan book exactly once."""
 
 from __future__ import annotations
+
+import asyncio
 
 import pytest
 from temporalio.client import Client
 
+from schemas.case import CaseStage, CaseView
 from settings import Settings
 from stack.orchestrator import Stack
 from stack.processes import PidState
 from tests.cluster.conftest import kill, restart, wait_for_applied_or_explain
+from tests.integration.services_support import CaseDriver, overdue, restructures
 from tests.integration.streams_support import (
     EventProducer,
     case_of,
@@ -24,6 +29,8 @@ pytestmark = [pytest.mark.integration, pytest.mark.cluster]
 
 CASES = 500
 BATCH = 100
+SIGNING = 10
+KILLED = ("kafka-2", "worker-1", "stream-1")
 
 
 @pytest.mark.xfail(
@@ -76,11 +83,48 @@ async def test_500_cases_open_while_a_broker_a_worker_and_a_processor_die(
         assert len(runs) == CASES, f"{len(runs)} runs for {CASES} loans"
         assert {workflow_id for workflow_id, _ in runs} == set(expected)
     finally:
-        # Later tests get the whole cluster back.
-        dead = [
-            name
-            for name in ("kafka-2", "worker-1", "stream-1")
-            if cluster.supervisor.state(name)[0] is not PidState.RUNNING
+        await restart_the_dead(cluster)
+
+
+async def test_agreements_signed_while_a_broker_a_worker_and_a_processor_die_apply_once(
+    cluster: Stack, cluster_settings: Settings, cluster_client: Client
+) -> None:
+    tag = new_tag()[:6]
+    loans = [overdue(f"L-sg{tag}-{i:02d}") for i in range(SIGNING)]
+    drivers = [CaseDriver(cluster_client, cluster_settings, loan) for loan in loans]
+    try:
+        async with EventProducer(cluster_settings) as producer:
+            await producer.send_events(cluster_settings.kafka.topics.overdue, loans)
+
+        async def out_for_signature(driver: CaseDriver) -> None:
+            await driver.answer_contact()
+            await driver.choose_plan()
+
+        await asyncio.gather(*(out_for_signature(driver) for driver in drivers))
+
+        async def failures() -> None:
+            for name in KILLED:
+                await kill(cluster, name)
+
+        # The borrowers sign while the components die: each agreement is applied by whichever
+        # worker has the case then, an activity retried on the other worker if its own died.
+        _, *views = await asyncio.gather(failures(), *(driver.sign() for driver in drivers))
+        tracked: list[CaseView] = views
+        assert all(view.stage is CaseStage.TRACK for view in tracked)
+
+        agreements = sorted(view.agreement.agreement_id for view in tracked if view.agreement)
+        assert len(agreements) == SIGNING
+        book = [
+            r for r in await restructures(cluster_settings) if r.loan_id.startswith(f"L-sg{tag}")
         ]
-        if dead:
-            await restart(cluster, *dead)
+        assert sorted(r.agreement_id for r in book) == agreements  # each exactly once
+        assert len({r.restructure_ref for r in book}) == len(book)
+    finally:
+        await restart_the_dead(cluster)
+
+
+async def restart_the_dead(cluster: Stack) -> None:
+    """Later tests get the whole cluster back."""
+    dead = [name for name in KILLED if cluster.supervisor.state(name)[0] is not PidState.RUNNING]
+    if dead:
+        await restart(cluster, *dead)

@@ -17,6 +17,16 @@ pytestmark = pytest.mark.unit
 
 PAYMENTS_5 = TP("loan.payment.v1", 5)
 PAYMENTS_4 = TP("loan.payment.v1", 4)
+GENERATION = 4
+
+
+@dataclass(eq=False)
+class Message:
+    topic: str
+    partition: int
+    offset: int
+    acked: bool = False
+    generation_id: int = GENERATION
 
 
 @dataclass
@@ -26,9 +36,13 @@ class Consumer:
     positions: dict[TP, int]
     _read_offset: dict[TP, int | None] = field(default_factory=dict)
     _committed_offset: dict[TP, int | None] = field(default_factory=dict)
-    unacked: set[Any] = field(default_factory=set)
+    _unacked_messages: set[Any] = field(default_factory=set)
     flow_active: bool = True
     sought: list[dict[TP, int]] = field(default_factory=list)
+
+    @property
+    def unacked(self) -> set[Any]:
+        return self._unacked_messages
 
     async def position(self, tp: TP) -> int | None:
         return self.positions.get(tp)
@@ -41,7 +55,11 @@ class Consumer:
 
 
 def watch(consumer: Consumer) -> StallWatch:
-    return StallWatch(consumer=lambda: consumer, partitions=lambda: list(consumer.positions))
+    return StallWatch(
+        consumer=lambda: consumer,
+        partitions=lambda: list(consumer.positions),
+        generation=lambda: GENERATION,
+    )
 
 
 async def test_a_partition_fetched_past_what_was_read_is_sought_back_on_the_second_check() -> None:
@@ -77,10 +95,12 @@ async def test_nothing_is_judged_while_events_are_in_flight_or_the_flow_is_stopp
     stalls = watch(consumer)
     assert await stalls.check() == []
 
-    consumer.unacked = {"an event the agent has not finished"}
+    in_the_agent = Message("loan.payment.v1", 4, 62)
+    consumer._unacked_messages = {in_the_agent}
     assert await stalls.check() == []
     assert await stalls.check() == []
-    consumer.unacked = set()
+    assert not in_the_agent.acked
+    consumer.unacked.clear()
     consumer.flow_active = False  # a rebalance or recovery in progress
     assert await stalls.check() == []
     consumer.flow_active = True
@@ -99,14 +119,6 @@ async def test_before_anything_is_read_the_committed_offset_is_where_reading_sta
     stalls = watch(idle)
     assert await stalls.check() == []
     assert await stalls.check() == []
-
-
-@dataclass(eq=False)
-class Message:
-    topic: str
-    partition: int
-    offset: int
-    acked: bool = False
 
 
 @dataclass
@@ -160,3 +172,14 @@ async def test_listeners_hear_of_every_rebalance_start_on_the_event_loop() -> No
     await asyncio.sleep(0)  # call_soon_threadsafe runs it on the next loop turn
 
     assert heard == [True]
+
+
+async def test_events_of_an_earlier_generation_are_not_work_in_flight_and_are_let_go() -> None:
+    left_over = Message("loan.payment.v1", 5, 11, generation_id=GENERATION - 1)
+    consumer = Consumer(positions={PAYMENTS_5: 72}, _read_offset={PAYMENTS_5: 11})
+    consumer._unacked_messages = {left_over}
+    stalls = watch(consumer)
+
+    assert await stalls.check() == []
+    assert await stalls.check() == [PAYMENTS_5]
+    assert left_over.acked and not consumer.unacked
