@@ -33,13 +33,6 @@ SIGNING = 10
 KILLED = ("kafka-2", "worker-1", "stream-1")
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason=(
-        "open: timed out in some CI runs on two shared cores (passes alone here in about "
-        "three minutes); the replay bug it could hit after a worker restart is fixed"
-    ),
-)
 async def test_500_cases_open_while_a_broker_a_worker_and_a_processor_die(
     cluster: Stack, cluster_settings: Settings, cluster_client: Client
 ) -> None:
