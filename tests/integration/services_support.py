@@ -32,6 +32,7 @@ from schemas.staff import Actor, StaffRole
 from settings import Settings
 from simulate.signing import NoEnvelopeYet, act_on_signing_page
 from simulate.timescale import policy_now
+from stack.orchestrator import Health, Stack
 from staff.credentials import sign_action
 from staff.keys import signing_key
 from tests.factories import profile
@@ -67,6 +68,12 @@ def overdue(loan_id: str, *, occurred_at: datetime | None = None) -> LoanOverdue
         remaining_term_months=12,
         annual_interest_rate=Decimal("0.0435"),
     )
+
+
+async def all_healthy(stack: Stack) -> bool | None:
+    """For ``eventually``: every component of the stack reports healthy."""
+    statuses = await stack.status()
+    return True if all(s.health is Health.HEALTHY for s in statuses) else None
 
 
 async def eventually(

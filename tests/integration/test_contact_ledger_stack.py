@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from temporalio.client import Client
 
+from activities.http_adapters import ContactDirectoryHttp
 from decisions.policy import load_contact_rules
 from schemas.contact import ContactChannel
 from services.contact import MessageLog, database_path
@@ -56,15 +57,22 @@ async def test_four_loans_of_one_borrower_keep_within_the_packs_daily_caps(
 
     await eventually(settled, within=90, what="every case's first contact decided")
 
-    # What the contact service recorded for the borrower, by channel and local calendar day.
-    zone = ZoneInfo(stack_settings.core_banking.contact_time_zone)
+    # What the contact service recorded for the borrower, by channel and local calendar day, at
+    # the addresses (and in the zone) core banking gives the worker for this borrower.
+    directory = ContactDirectoryHttp(stack_settings.core_banking)
+    try:
+        details = await directory.lookup(borrower_id)
+    finally:
+        await directory.aclose()
+    zone = ZoneInfo(details.time_zone)
     now = datetime.now(UTC)
     with contextlib.closing(sqlite3.connect(database_path(stack_settings))) as connection:
         connection.row_factory = sqlite3.Row
         log = MessageLog(connection, stack_settings)
         recorded = [
             message
-            for address in (f"+86-555-{borrower_id}", f"{borrower_id}@borrowers.example")
+            for address in (details.phone, details.email)
+            if address is not None
             for message in log.to(address, now)
         ]
     per_day = Counter((m.channel, m.created_at.astimezone(zone).date()) for m in recorded)

@@ -26,7 +26,7 @@ from stack.orchestrator import INFRASTRUCTURE, Health, Stack
 from stack.ports import port_is_free, split_host_port
 from stack.processes import PidState, group_alive
 from stack.temporal import CLOSED_WORKFLOW_RETENTION
-from tests.integration.services_support import eventually
+from tests.integration.services_support import all_healthy, eventually
 from workflows import search_attributes
 
 pytestmark = pytest.mark.integration
@@ -39,13 +39,10 @@ async def infrastructure_only(settings_factory: Callable[..., Settings]) -> Asyn
     stack = Stack(settings_factory(), only=INFRASTRUCTURE)
     try:
         await stack.up()
-
-        async def running() -> bool | None:
-            # Serving when `up` returns; supervisord calls it RUNNING after its first seconds.
-            statuses = await stack.status()
-            return True if all(s.health is Health.HEALTHY for s in statuses) else None
-
-        await eventually(running, within=60, what="Kafka and Temporal past their start")
+        # Serving when `up` returns; supervisord calls it RUNNING after its first seconds.
+        await eventually(
+            lambda: all_healthy(stack), within=60, what="Kafka and Temporal past their start"
+        )
         yield stack
     finally:
         await stack.down()

@@ -14,7 +14,7 @@ import pytest
 from settings import Settings
 from stack.environment import child_env
 from stack.orchestrator import Health, Stack
-from tests.integration.services_support import eventually
+from tests.integration.services_support import all_healthy, eventually
 
 pytestmark = pytest.mark.integration
 LIGHT = ["contact", "webhooks"]  # quick to start, need neither Kafka nor Temporal to be up
@@ -63,12 +63,7 @@ async def test_in_the_foreground_a_dead_component_does_not_take_the_stack_down(
     )
     stack = Stack(settings, only=LIGHT)
     try:
-
-        async def all_healthy() -> bool | None:
-            statuses = await stack.status()
-            return True if all(s.health is Health.HEALTHY for s in statuses) else None
-
-        await eventually(all_healthy, within=60, what="foreground stack healthy")
+        await eventually(lambda: all_healthy(stack), within=60, what="foreground stack healthy")
         pid = {s.name: s.pid for s in await stack.status()}["contact"]
         assert pid is not None
         os.kill(pid, signal.SIGKILL)
