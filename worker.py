@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import compileall
+import dataclasses
 import logging
 import os
 import signal
@@ -23,11 +24,14 @@ import socket
 from datetime import UTC, datetime, timedelta
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, cast
 
+from google.protobuf.message import Message
 from temporalio.api.enums.v1 import TaskQueueType
 from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
+from temporalio.bridge.proto.workflow_activation import WorkflowActivation
+from temporalio.bridge.proto.workflow_completion import WorkflowActivationCompletion
 from temporalio.client import Client
 from temporalio.converter import (
     SerializationContext,
@@ -36,7 +40,13 @@ from temporalio.converter import (
     WorkflowSerializationContext,
 )
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
-from temporalio.worker import Worker, WorkflowInstance, WorkflowInstanceDetails
+from temporalio.worker import (
+    ExecuteWorkflowInput,
+    Worker,
+    WorkflowInboundInterceptor,
+    WorkflowInstance,
+    WorkflowInstanceDetails,
+)
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 from temporalio.workflow import Info
 
@@ -65,13 +75,18 @@ PASSED_THROUGH = (
     "jwt",
     "cryptography",
     "workflows.calls",
+    "workflows.case",
     "pydantic",
     "pydantic_core",
     "annotated_types",
     "typing_extensions",
 )
 """Loaded once per process instead of once per sandbox: pure (``tests/unit/test_purity.py``) or
-only types. The sandbox re-executes just ``workflows/case.py`` for each case it loads."""
+only types. ``workflows.case`` too, although the SDK re-imports a workflow's own module in every
+sandbox by default: that copy of its code cost each cached case 30 KiB (``bench/README.md``,
+engine). The SDK re-imports it to isolate module state, and the module keeps none
+(``tests/workflow/test_worker_runner.py`` checks both that and that the workflow still runs
+with its module re-imported in the SDK's default sandbox)."""
 BYTECODE_PACKAGES = ("engine", "decisions", "schemas", "workflows", "activities")
 WORKFLOWS = [CaseWorkflow, ContactLedgerWorkflow]
 """Every workflow a case worker runs: the cases and their borrowers' contact ledgers (the
@@ -79,7 +94,8 @@ contact activity starts a ledger on the task queue it runs on)."""
 
 
 class CaseWorkflowRunner(SandboxedWorkflowRunner):
-    """The SDK's sandbox, with the workflow's own payload contexts answered outside it.
+    """The SDK's sandbox, with the workflow's own payload contexts answered outside it, and
+    no activation kept by a cached case (``_ReleaseStartActivation``, ``_ActivationKeptParts``).
 
     For every payload of every activation the SDK (1.35) asks the workflow instance, three
     times, which serialization context to decode it with, and the sandboxed instance answers by
@@ -91,7 +107,64 @@ class CaseWorkflowRunner(SandboxedWorkflowRunner):
     """
 
     def create_instance(self, det: WorkflowInstanceDetails) -> WorkflowInstance:
+        det = dataclasses.replace(
+            det,
+            last_completion_result=_detached(det.last_completion_result),
+            last_failure=_detached(det.last_failure) if det.last_failure is not None else None,
+            info=dataclasses.replace(
+                det.info,
+                headers={key: _detached(p) for key, p in det.info.headers.items()},
+                raw_memo={key: _detached(p) for key, p in det.info.raw_memo.items()},
+            ),
+            interceptor_classes=[_ReleaseStartActivation, *det.interceptor_classes],
+        )
         return _OwnContextOutside(super().create_instance(det), det.info)
+
+
+_Message = TypeVar("_Message", bound=Message)
+
+
+def _detached(message: _Message) -> _Message:
+    """A copy that owns its memory: a part of a protobuf message keeps the whole message alive."""
+    copy = type(message)()
+    copy.CopyFrom(message)
+    return copy
+
+
+class _ActivationKeptParts:
+    """An activation whose parts the SDK keeps until the next one are copies.
+
+    The SDK (1.35) keeps two parts of each activation until the next: the deployment version and
+    the internal flags. A part of a protobuf message holds the memory of the whole message, so
+    every cached case kept its last activation: a payment, an update's input, the policy a local
+    activity returned. Everything else is read from the activation itself.
+    """
+
+    def __init__(self, act: WorkflowActivation) -> None:
+        self._act = act
+        self.deployment_version_for_current_task = _detached(
+            act.deployment_version_for_current_task
+        )
+        self.available_internal_flags = list(act.available_internal_flags)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._act, name)
+
+
+class _ReleaseStartActivation(WorkflowInboundInterceptor):
+    """Lets the run's first activation go once the run has started.
+
+    The SDK (1.35) keeps two parts of a run's first activation for the run's life: the previous
+    run's result (in the instance's details) and the start headers (in the run's input). A part
+    of a protobuf message holds the memory of the whole message, so every cached case kept its
+    start activation, the carried state's payload with it: 40 KiB a case (``bench/README.md``,
+    engine). The runner gives the instance copies of the former; this replaces the latter, in
+    the input object the SDK and the run share, before the run begins.
+    """
+
+    async def execute_workflow(self, input: ExecuteWorkflowInput) -> Any:
+        input.headers = {key: _detached(p) for key, p in input.headers.items()}
+        return await self.next.execute_workflow(input)
 
 
 class _OwnContextOutside(WorkflowInstance):
@@ -110,8 +183,8 @@ class _OwnContextOutside(WorkflowInstance):
             )
         )
 
-    def activate(self, act: Any) -> Any:
-        return self._sandboxed.activate(act)
+    def activate(self, act: WorkflowActivation) -> WorkflowActivationCompletion:
+        return self._sandboxed.activate(cast(WorkflowActivation, _ActivationKeptParts(act)))
 
     def get_serialization_context(self, command_info: Any) -> SerializationContext | None:
         if command_info is None:

@@ -16,7 +16,9 @@ connects it to Temporal:
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime, timedelta
+from types import MappingProxyType
 from typing import Any
 
 from temporalio import workflow
@@ -59,10 +61,10 @@ REFUSED = "ActionRefused"
 FORBIDDEN = "ActionForbidden"
 """This staff member may not take it: no valid credential, or not within their authority."""
 
-_ATTRIBUTE_KEYS: dict[str, SearchAttributeKey[Any]] = {
-    **sa.BY_PROJECTION_V1,
-    **sa.BY_PROJECTION,
-}
+_ATTRIBUTE_KEYS: Mapping[str, SearchAttributeKey[Any]] = MappingProxyType(
+    {**sa.BY_PROJECTION_V1, **sa.BY_PROJECTION}
+)
+"""Read-only: the worker loads this module once for all its cases (``worker.PASSED_THROUGH``)."""
 DESK_ATTRIBUTES_PATCH = "desk-attributes"
 """Cases started before it keep the attributes they had (``projection_v1``) until they
 continue as new: their histories upsert at exactly the moments they did."""
