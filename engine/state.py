@@ -25,6 +25,7 @@ from schemas.assessment import Assessment, CreditRecord, FinancialProfile, Reaso
 from schemas.case import Attention, CaseOutcome, CaseStage, HoldInForce, InstalmentStatus
 from schemas.contact import ContactAttempt, ContactHolds
 from schemas.events import LoanOverdue, LoanStatusKind
+from schemas.lean import LeanModel
 from schemas.money import MINOR_UNITS, Currency
 from schemas.outbound import CaseEvent, ReassessmentTrigger
 from schemas.plan import (
@@ -46,13 +47,13 @@ MAX_REMEMBERED_PAYMENTS = 32
 """Payments reported on Kafka, kept until the loan position or the ledger covers them."""
 
 
-class Record(BaseModel):
+class Record(LeanModel):
     """A mutable part of the case state (the workflow owns the only copy)."""
 
     model_config = ConfigDict(extra="ignore")
 
 
-class Entry(BaseModel):
+class Entry(LeanModel):
     """An immutable audit entry."""
 
     model_config = ConfigDict(extra="ignore", frozen=True)

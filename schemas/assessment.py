@@ -6,9 +6,10 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
 
 from schemas.events import CustomerHardship, HardshipReason
+from schemas.lean import LeanModel
 from schemas.money import Amount, Currency, InboundAmount, Share, SignedAmount, check_scale
 
 ReasonCode = Annotated[str, Field(pattern=r"^[A-Z][A-Z0-9_]{1,63}$")]
@@ -17,7 +18,7 @@ ReasonCode = Annotated[str, Field(pattern=r"^[A-Z][A-Z0-9_]{1,63}$")]
 Count = Annotated[int, Field(ge=0, le=10_000, strict=True)]
 
 
-class Contract(BaseModel):
+class Contract(LeanModel):
     """Base of every Accord model: immutable.
 
     Unknown fields are ignored, because these models are also read back from workflow

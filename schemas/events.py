@@ -10,7 +10,6 @@ from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import (
     AwareDatetime,
-    BaseModel,
     ConfigDict,
     Discriminator,
     Field,
@@ -22,6 +21,7 @@ from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import CoreSchema
 
 from schemas.channels import ContactChannel, Direction
+from schemas.lean import LeanModel
 from schemas.money import (
     Currency,
     InboundAmount,
@@ -35,7 +35,7 @@ from schemas.money import (
 OpaqueId = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")]
 
 
-class Event(BaseModel):
+class Event(LeanModel):
     """Common envelope of every inbound event."""
 
     model_config = ConfigDict(extra="ignore", frozen=True)
