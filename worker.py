@@ -2,8 +2,9 @@
 
 A production worker: task slots and cache size from settings (chosen from bench/README.md's
 measurements), the SDK's Prometheus metrics on a port, its own health endpoint, graceful
-shutdown on SIGTERM, and bytecode checked at start (the sandbox re-imports the workflow module
-for every cache miss; stale bytecode would recompile it each time).
+shutdown on SIGTERM, and bytecode checked at start (the sandbox re-imports the contact ledger's
+workflow module for every cache miss, and stale bytecode would recompile it each time; the case
+workflow's module is loaded once, ``PASSED_THROUGH``).
 
 Deployment rule (instead of Temporal's worker versioning): every change to ``workflows/`` or
 ``engine/`` must replay the saved histories (``tests/workflow/test_replay.py``, run by CI); a
@@ -83,7 +84,7 @@ PASSED_THROUGH = (
 )
 """Loaded once per process instead of once per sandbox: pure (``tests/unit/test_purity.py``) or
 only types. ``workflows.case`` too, although the SDK re-imports a workflow's own module in every
-sandbox by default: that copy of its code cost each cached case 30 KiB (``bench/README.md``,
+sandbox by default: that copy of its code cost each cached case 40 KiB (``bench/README.md``,
 engine). The SDK re-imports it to isolate module state, and the module keeps none
 (``tests/workflow/test_worker_runner.py`` checks both that and that the workflow still runs
 with its module re-imported in the SDK's default sandbox)."""

@@ -58,6 +58,7 @@ from bench.common import (
 from clients import PYDANTIC_CONVERTER, connect_temporal
 from engine.actions import ChooseOption, Dispute, Sign, SubmitFinancials
 from engine.state import CaseStart, CaseState
+from engine.timers import next_timer
 from schemas.case import CaseStage
 from schemas.events import LoanPayment, PaymentChannel
 from settings import Settings
@@ -161,12 +162,17 @@ def track_template() -> tuple[CaseState, Decimal]:
 
 
 def checkpoint_shift(state: CaseState, due_at: datetime) -> timedelta:
-    """The hold shift that puts the state's next instalment checkpoint at ``due_at``."""
-    assert state.agreement is not None and state.tracking is not None
-    first_due = state.agreement.schedule.due_date(0)
-    grace = POLICY.durations.grace
-    base = datetime.combine(first_due + grace + timedelta(days=1), datetime.min.time(), UTC)
-    return due_at - base
+    """The hold shift that puts the state's next instalment checkpoint at ``due_at``: the
+    checkpoint falls at a midnight of the borrower's time zone, read from the case's own
+    timers."""
+    assert state.tracking is not None
+    unshifted = state.model_copy(deep=True)
+    assert unshifted.tracking is not None
+    unshifted.tracking.schedule_shift = timedelta(0)
+    unshifted.tracking.next_reassessment_at = due_at + FAR
+    timer = next_timer(unshifted, POLICY)
+    assert timer is not None and timer.kind == "instalment_due", timer
+    return due_at - timer.at
 
 
 def sleeping_case(template: CaseState, loan_id: str, due_at: datetime) -> CaseState:
@@ -400,7 +406,9 @@ async def sleepers(arguments: argparse.Namespace) -> dict[str, Any]:
             )
             # Paced by the worker, not by the starts: its first task per case is the slow part.
             first = f"WorkflowId STARTS_WITH 'case-{prefix}A' AND CaseStage = 'track'"
-            await wait_for(lambda: _counted(client, first, asleep), 900, "first cases asleep")
+            # The worker gives each case its first task at some 40 a second on this machine.
+            patience = max(900, total / 20)
+            await wait_for(lambda: _counted(client, first, asleep), patience, "first cases asleep")
             rate = started / (time.monotonic() - began)
             lead = (due + filler) / rate * 1.5 + 60
             instant = datetime.fromtimestamp(int(time.time() + lead), UTC)
@@ -413,7 +421,9 @@ async def sleepers(arguments: argparse.Namespace) -> dict[str, Any]:
             )
             creation_seconds = time.monotonic() - began
             query_asleep = f"WorkflowId STARTS_WITH 'case-{prefix}' AND CaseStage = 'track'"
-            await wait_for(lambda: _counted(client, query_asleep, total), 900, "every case asleep")
+            await wait_for(
+                lambda: _counted(client, query_asleep, total), patience, "every case asleep"
+            )
             asleep_open = await count(client, query_asleep + " AND ExecutionStatus = 'Running'")
             rss_all_asleep = worker.rss_mib()
             left = (instant - datetime.now(UTC)).total_seconds()
