@@ -73,13 +73,17 @@ def staff_verify_keys() -> None:
 @pytest.fixture(scope="session")
 async def case_env(workflow_env: WorkflowEnvironment) -> WorkflowEnvironment:
     """The shared time-skipping server with the case search attributes registered."""
-    await workflow_env.client.operator_service.add_search_attributes(
+    await _register_case_attributes(workflow_env)
+    return workflow_env
+
+
+async def _register_case_attributes(env: WorkflowEnvironment) -> None:
+    await env.client.operator_service.add_search_attributes(
         AddSearchAttributesRequest(
-            namespace=workflow_env.client.namespace,
+            namespace=env.client.namespace,
             search_attributes={key.name: _INDEXED[key.indexed_value_type] for key in sa.ALL},
         )
     )
-    return workflow_env
 
 
 def overdue_event(**overrides: Any) -> LoanOverdue:
@@ -401,6 +405,23 @@ async def new_case(case_env: WorkflowEnvironment) -> AsyncIterator[Callable[...,
     """Builds a case with fresh simulators and runs a worker for it for the test's duration."""
     async with _case_builder(case_env) as build:
         yield build
+
+
+@pytest.fixture
+async def new_case_on_own_server() -> AsyncIterator[Callable[..., Any]]:
+    """``new_case`` on a time-skipping server of the test's own, for a test that ends while its
+    case still has work in flight: an activity or task outstanding when the case is terminated
+    can hold a shared server's clock still for every later test."""
+    env = await WorkflowEnvironment.start_time_skipping(
+        test_server_existing_path=venv_binary("temporal-test-server"),
+        data_converter=PYDANTIC_CONVERTER,
+    )
+    try:
+        await _register_case_attributes(env)
+        async with _case_builder(env) as build:
+            yield build
+    finally:
+        await env.shutdown()
 
 
 @pytest.fixture(scope="session")

@@ -67,17 +67,16 @@ class _ComparingRunner(CaseWorkflowRunner):
 
 
 async def test_the_runner_answers_every_payload_context_as_the_sandboxed_workflow_would(
-    new_case,
+    new_case_on_own_server,
 ) -> None:
     runner = _ComparingRunner()
-    case = await new_case(workflow_runner=runner)
+    case = await new_case_on_own_server(workflow_runner=runner)
     await case.start()
     await case.until(lambda v: v.contact_log, "first contact")  # the start input, queries
     await case.act(SubmitFinancials(profile=profile()))  # an update
     await case.until(lambda v: v.stage is CaseStage.PROPOSE, "an offer")
     await case.pay("10.00", "runner")  # a signal
-    # Ended only once the case has taken it: work still in flight when the case is terminated
-    # holds the shared test server's clock for every later test.
+    # Ended only once the case has taken it (work in flight at the end can hold a server's clock).
     await case.until(lambda v: v.balance is not None and v.balance.paid_since_basis > 0, "paid")
 
     assert runner.seen, "no payload asked for its context"
@@ -171,9 +170,9 @@ async def _kept_after_start(runner: Any, det: WorkflowInstanceDetails, first: by
 @pytest.mark.skipif(
     platform.system() != "Linux" or platform.libc_ver()[0] != "glibc", reason="reads glibc"
 )
-async def test_a_cached_case_keeps_none_of_its_activations(new_case) -> None:
+async def test_a_cached_case_keeps_none_of_its_activations(new_case_on_own_server) -> None:
     recording = _RecordingRunner()
-    case = await new_case(workflow_runner=recording)
+    case = await new_case_on_own_server(workflow_runner=recording)
     await case.start()
     await case.until(lambda v: v.contact_log, "first contact")
     det, first = recording.details[0], recording.first_activation[0]
@@ -211,7 +210,7 @@ def test_the_case_module_keeps_no_state() -> None:
 
 
 async def test_a_case_runs_the_same_with_its_module_reloaded_in_the_sdk_default_sandbox(
-    new_case,
+    new_case_on_own_server,
 ) -> None:
     """The SDK's default: the workflow's module re-imported in every sandbox, with the sandbox's
     restricted modules (``datetime``) in it — any non-deterministic call in it fails here."""
@@ -219,7 +218,7 @@ async def test_a_case_runs_the_same_with_its_module_reloaded_in_the_sdk_default_
     strict = SandboxedWorkflowRunner(
         restrictions=SandboxRestrictions.default.with_passthrough_modules(*others)
     )
-    case = await new_case(workflow_runner=strict)
+    case = await new_case_on_own_server(workflow_runner=strict)
     await case.start()
     await case.to_tracking(profile())
     await case.pay_every_instalment()
