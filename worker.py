@@ -204,10 +204,11 @@ class _OwnContextOutside(WorkflowInstance):
         return self._sandboxed.get_thread_id()
 
 
+CASE_SANDBOX = SandboxRestrictions.default.with_passthrough_modules(*PASSED_THROUGH)
+
+
 def case_workflow_runner() -> CaseWorkflowRunner:
-    return CaseWorkflowRunner(
-        restrictions=SandboxRestrictions.default.with_passthrough_modules(*PASSED_THROUGH)
-    )
+    return CaseWorkflowRunner(restrictions=CASE_SANDBOX)
 
 
 def worker_identity() -> str:

@@ -20,45 +20,57 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 from engine.actions import SubmitFinancials
 from schemas.case import CaseOutcome, CaseStage
 from tests.workflow.conftest import profile
-from worker import PASSED_THROUGH, CaseWorkflowRunner
+from worker import CASE_SANDBOX, PASSED_THROUGH, CaseWorkflowRunner, case_workflow_runner
 from workflows import case as case_module
 
 pytestmark = pytest.mark.workflow
 
 
-class _Compared(WorkflowInstance):
+class _Delegating(WorkflowInstance):
+    """A workflow instance that passes everything to the one it wraps."""
+
+    def __init__(self, instance: WorkflowInstance) -> None:
+        self._instance = instance
+
+    def activate(self, act: Any) -> Any:
+        return self._instance.activate(act)
+
+    def get_serialization_context(self, command_info: Any) -> Any:
+        return self._instance.get_serialization_context(command_info)
+
+    def get_external_store_context(self, command_info: Any) -> Any:
+        return self._instance.get_external_store_context(command_info)
+
+    def get_info(self) -> Any:
+        return self._instance.get_info()
+
+    def get_thread_id(self) -> int | None:
+        return self._instance.get_thread_id()
+
+
+class _Compared(_Delegating):
     """Answers as the runner under test does, and records the SDK's own answer beside it."""
 
     def __init__(self, tested: WorkflowInstance, sdk: WorkflowInstance, seen: list[Any]) -> None:
-        self._tested, self._sdk, self._seen = tested, sdk, seen
-
-    def activate(self, act: Any) -> Any:
-        return self._tested.activate(act)
+        super().__init__(tested)
+        self._sdk, self._seen = sdk, seen
 
     def get_serialization_context(self, command_info: Any) -> Any:
-        answer = self._tested.get_serialization_context(command_info)
+        answer = super().get_serialization_context(command_info)
         if command_info is None:
             self._seen.append(("serialization", answer, self._sdk.get_serialization_context(None)))
         return answer
 
     def get_external_store_context(self, command_info: Any) -> Any:
-        answer = self._tested.get_external_store_context(command_info)
+        answer = super().get_external_store_context(command_info)
         if command_info is None:
             self._seen.append(("store", answer, self._sdk.get_external_store_context(None)))
         return answer
 
-    def get_info(self) -> Any:
-        return self._tested.get_info()
-
-    def get_thread_id(self) -> int | None:
-        return self._tested.get_thread_id()
-
 
 class _ComparingRunner(CaseWorkflowRunner):
     def __init__(self) -> None:
-        super().__init__(
-            restrictions=SandboxRestrictions.default.with_passthrough_modules(*PASSED_THROUGH)
-        )
+        super().__init__(restrictions=CASE_SANDBOX)
         self.seen: list[Any] = []
 
     def create_instance(self, det: WorkflowInstanceDetails) -> WorkflowInstance:
@@ -90,35 +102,22 @@ BALLAST = 8 * 2**20
 """Bytes added to a start activation where nothing reads them: kept only if the activation is."""
 
 
-class _FirstActivationRecorded(WorkflowInstance):
+class _FirstActivationRecorded(_Delegating):
     def __init__(self, instance: WorkflowInstance, recorded: list[bytes]) -> None:
-        self._instance, self._recorded = instance, recorded
+        super().__init__(instance)
+        self._recorded = recorded
 
     def activate(self, act: Any) -> Any:
         if not self._recorded:
             self._recorded.append(act.SerializeToString())
-        return self._instance.activate(act)
-
-    def get_serialization_context(self, command_info: Any) -> Any:
-        return self._instance.get_serialization_context(command_info)
-
-    def get_external_store_context(self, command_info: Any) -> Any:
-        return self._instance.get_external_store_context(command_info)
-
-    def get_info(self) -> Any:
-        return self._instance.get_info()
-
-    def get_thread_id(self) -> int | None:
-        return self._instance.get_thread_id()
+        return super().activate(act)
 
 
 class _RecordingRunner(CaseWorkflowRunner):
     """The worker's runner; remembers the first case's details and first activation."""
 
     def __init__(self) -> None:
-        super().__init__(
-            restrictions=SandboxRestrictions.default.with_passthrough_modules(*PASSED_THROUGH)
-        )
+        super().__init__(restrictions=CASE_SANDBOX)
         self.details: list[WorkflowInstanceDetails] = []
         self.first_activation: list[bytes] = []
 
@@ -177,17 +176,12 @@ async def test_a_cached_case_keeps_none_of_its_activations(new_case_on_own_serve
     await case.until(lambda v: v.contact_log, "first contact")
     det, first = recording.details[0], recording.first_activation[0]
 
-    sdk_runner = SandboxedWorkflowRunner(
-        restrictions=SandboxRestrictions.default.with_passthrough_modules(*PASSED_THROUGH)
-    )
+    sdk_runner = SandboxedWorkflowRunner(restrictions=CASE_SANDBOX)
     # The SDK's own runner keeps the whole start activation, ballast and all (when this fails,
     # the SDK no longer does, and the runner's copies can go).
     assert await _kept_after_start(sdk_runner, det, first) > BALLAST
     # The worker's keeps a case's objects only.
-    worker_runner = CaseWorkflowRunner(
-        restrictions=SandboxRestrictions.default.with_passthrough_modules(*PASSED_THROUGH)
-    )
-    assert await _kept_after_start(worker_runner, det, first) < BALLAST // 4
+    assert await _kept_after_start(case_workflow_runner(), det, first) < BALLAST // 4
 
 
 # --- the workflow module, loaded once per worker --------------------------------------------
