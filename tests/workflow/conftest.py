@@ -43,7 +43,7 @@ from schemas.contact import Direction
 from schemas.events import Event, LoanOverdue, LoanPayment, LoanStatus, case_id
 from staff.credentials import install_verify_keys
 from tests import factories
-from tests.conftest import venv_binary
+from tests.conftest import start_time_skipping, venv_binary
 from tests.staff_keys import TEST_KEY, signed_if_staff
 from worker import WORKFLOWS, case_workflow_runner
 from workflows import search_attributes as sa
@@ -412,10 +412,7 @@ async def new_case_on_own_server() -> AsyncIterator[Callable[..., Any]]:
     """``new_case`` on a time-skipping server of the test's own, for a test that ends while its
     case still has work in flight: an activity or task outstanding when the case is terminated
     can hold a shared server's clock still for every later test."""
-    env = await WorkflowEnvironment.start_time_skipping(
-        test_server_existing_path=venv_binary("temporal-test-server"),
-        data_converter=PYDANTIC_CONVERTER,
-    )
+    env = await start_time_skipping()
     try:
         await _register_case_attributes(env)
         async with _case_builder(env) as build:

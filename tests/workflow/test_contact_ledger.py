@@ -26,11 +26,10 @@ from activities.core_banking import CoreBankingSimulator
 from activities.decide import DECISION_ACTIVITIES
 from activities.esign import ESignatureSimulator
 from activities.publisher import InMemoryCaseEventPublisher
-from clients import PYDANTIC_CONVERTER
 from decisions.contact_ledger import RETENTION, AttemptRequest, LedgerView, OutcomeReport
 from decisions.policy import DEFAULT_POLICY_FILE, PACKS_DIR, load_contact_rules
 from schemas.contact import ContactChannel, ContactHolds, ContactOutcome, Direction
-from tests.conftest import venv_binary
+from tests.conftest import start_time_skipping
 from tests.workflow.conftest import Case, overdue_event
 from worker import WORKFLOWS, case_workflow_runner
 from workflows.contact_ledger import ContactLedgerWorkflow, LedgerStart, ledger_id
@@ -241,10 +240,7 @@ def attempt(number: int, at, debt: str = "L-1") -> AttemptRequest:
 async def test_the_ledger_continues_as_new_with_its_log_and_ends_when_nothing_can_block() -> None:
     # A time-skipping server of its own: when that server times out around the continue-as-new
     # (the marker's reason), it must not leave the session's server stuck for the tests after.
-    env = await WorkflowEnvironment.start_time_skipping(
-        test_server_existing_path=venv_binary("temporal-test-server"),
-        data_converter=PYDANTIC_CONVERTER,
-    )
+    env = await start_time_skipping()
     try:
         await _continues_as_new_and_ends(env)
     finally:
