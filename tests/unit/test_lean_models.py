@@ -4,6 +4,7 @@ saving a cached case depends on, and the pydantic feature nothing may then rely 
 from __future__ import annotations
 
 import ast
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -17,19 +18,15 @@ from tests.unit.case_driver import Driver
 pytestmark = pytest.mark.unit
 
 ROOT = Path(__file__).resolve().parents[2]
+_PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
 PACKAGES = (
-    "activities",
-    "decisions",
-    "engine",
-    "schemas",
-    "services",
-    "staff",
-    "streams",
-    "workflows",
-    "simulate",
-    "stack",
+    *(
+        pattern.rstrip("*")
+        for pattern in _PYPROJECT["tool"]["setuptools"]["packages"]["find"]["include"]
+    ),
     "bench",
 )
+"""The installed packages (pyproject.toml) and the benchmarks."""
 
 
 def _models(value: Any) -> list[BaseModel]:
