@@ -49,22 +49,29 @@ class _Delegating(WorkflowInstance):
 
 
 class _Compared(_Delegating):
-    """Answers as the runner under test does, and records the SDK's own answer beside it."""
+    """Answers as the runner under test does, and records the SDK's own answer beside it: for a
+    payload of no command, a fresh SDK instance's; for a command's, the tested case's own
+    sandboxed instance asked the SDK's way (code run inside its sandbox), which holds the case's
+    pending commands."""
 
     def __init__(self, tested: WorkflowInstance, sdk: WorkflowInstance, seen: list[Any]) -> None:
         super().__init__(tested)
         self._sdk, self._seen = sdk, seen
+        self._sandboxed: WorkflowInstance = tested._sandboxed  # type: ignore[attr-defined]
+
+    def _asked_the_sdk_way(self, command_info: Any) -> WorkflowInstance:
+        return self._sdk if command_info is None else self._sandboxed
 
     def get_serialization_context(self, command_info: Any) -> Any:
         answer = super().get_serialization_context(command_info)
-        if command_info is None:
-            self._seen.append(("serialization", answer, self._sdk.get_serialization_context(None)))
+        sdk_answer = self._asked_the_sdk_way(command_info).get_serialization_context(command_info)
+        self._seen.append(("serialization", command_info, answer, sdk_answer))
         return answer
 
     def get_external_store_context(self, command_info: Any) -> Any:
         answer = super().get_external_store_context(command_info)
-        if command_info is None:
-            self._seen.append(("store", answer, self._sdk.get_external_store_context(None)))
+        sdk_answer = self._asked_the_sdk_way(command_info).get_external_store_context(command_info)
+        self._seen.append(("store", command_info, answer, sdk_answer))
         return answer
 
 
@@ -92,8 +99,11 @@ async def test_the_runner_answers_every_payload_context_as_the_sandboxed_workflo
     await case.until(lambda v: v.balance is not None and v.balance.paid_since_basis > 0, "paid")
 
     assert runner.seen, "no payload asked for its context"
-    for kind, answer, sdk_answer in runner.seen:
-        assert answer == sdk_answer, kind
+    commands = [seen for seen in runner.seen if seen[1] is not None]
+    assert commands, "no payload of a command (an activity) asked for its context"
+    assert any(answer is not None for _, _, answer, _ in commands)
+    for kind, command_info, answer, sdk_answer in runner.seen:
+        assert answer == sdk_answer, (kind, command_info)
 
 
 # --- no activation kept by a cached case ----------------------------------------------------
