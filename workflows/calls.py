@@ -76,6 +76,8 @@ class CaseContext:
     loan_id: str
     policy: Policy | None
     clock: PolicyClock | None
+    local_calls: bool = False
+    """Read the ledger and publish with local activities (``workflows.case.LOCAL_CALLS_PATCH``)."""
 
     @property
     def rules(self) -> Policy:
@@ -94,12 +96,21 @@ async def carry_out(command: do.Command, case: CaseContext) -> object:
 
 
 async def _publish(case: CaseContext, command: do.Publish) -> msg.Result:
-    await workflow.execute_activity_method(
-        CaseActivities.publish_case_events,
-        PublishRequest(events=list(command.events)),
-        start_to_close_timeout=CALL_TIMEOUT,
-        retry_policy=PUBLISH_RETRY,
-    )
+    request = PublishRequest(events=list(command.events))
+    if case.local_calls:
+        await workflow.execute_local_activity_method(
+            CaseActivities.publish_case_events,
+            request,
+            start_to_close_timeout=CALL_TIMEOUT,
+            retry_policy=PUBLISH_RETRY,
+        )
+    else:
+        await workflow.execute_activity_method(
+            CaseActivities.publish_case_events,
+            request,
+            start_to_close_timeout=CALL_TIMEOUT,
+            retry_policy=PUBLISH_RETRY,
+        )
     return msg.Published(round=command.round, count=len(command.events))
 
 
@@ -223,10 +234,11 @@ async def _apply_restructure(case: CaseContext, command: do.ApplyRestructure) ->
 
 
 async def _read_ledger(case: CaseContext, command: do.ReadLedger) -> msg.Result:
-    ledger = await _system(
-        CaseActivities.read_ledger,
-        LedgerRequest(loan_id=case.loan_id, since=command.since),
-    )
+    request = LedgerRequest(loan_id=case.loan_id, since=command.since)
+    if case.local_calls:
+        ledger = await _system_local(CaseActivities.read_ledger, request)
+    else:
+        ledger = await _system(CaseActivities.read_ledger, request)
     return msg.LedgerRead(
         round=command.round, paid_total=ledger.paid_total, last_paid_at=ledger.last_paid_at
     )
@@ -259,6 +271,19 @@ async def _contact(case: CaseContext, command: do.Contact) -> msg.Result:
 
 async def _system(method: Callable[..., Awaitable[Any]], arg: Any) -> Any:
     return await workflow.execute_activity_method(
+        method,
+        arg,
+        start_to_close_timeout=CALL_TIMEOUT,
+        schedule_to_close_timeout=SYSTEM_PATIENCE,
+        retry_policy=SYSTEM_RETRY,
+    )
+
+
+async def _system_local(method: Callable[..., Awaitable[Any]], arg: Any) -> Any:
+    """A read a checkpoint makes at once: in the timer's own workflow task, no task of its own.
+    Same patience as ``_system``; retries past a minute wait on a durable timer (the SDK's
+    ``local_retry_threshold``), so an outage of hours holds no workflow task."""
+    return await workflow.execute_local_activity_method(
         method,
         arg,
         start_to_close_timeout=CALL_TIMEOUT,

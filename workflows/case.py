@@ -76,6 +76,11 @@ timer, inbound event and ledger read, and whenever anything else changes. A repl
 days-past-due compared with the clock then upserted on one side of midnight and not on the
 other (a nondeterminism error after a worker restart). Runs recorded before it replay as they
 were."""
+LOCAL_CALLS_PATCH = "local-calls"
+"""The ledger read and the publishing of case events are local activities: a checkpoint's timer
+is one workflow task (read the ledger, publish what it decided, sleep again) instead of three,
+each a replay when a burst of firings has evicted the case in between (``bench/README.md``, the
+drain). Runs recorded before it call them as activities, as they did."""
 REFRESHED_BY = (msg.Tick, msg.LedgerRead, Event)
 """The messages after which the calendar-dependent attributes are upserted whatever they hold."""
 MIN_TIMER = timedelta(milliseconds=1)
@@ -105,6 +110,7 @@ class CaseWorkflow:
         self._desk_attributes = workflow.patched(DESK_ATTRIBUTES_PATCH)
         self._state.borrower_calendar = workflow.patched(BORROWER_TIME_ZONE_PATCH)
         self._steady = workflow.patched(STEADY_ATTRIBUTES_PATCH)
+        self._local_calls = workflow.patched(LOCAL_CALLS_PATCH)
 
     # --- the run loop ------------------------------------------------------------------------
 
@@ -219,7 +225,9 @@ class CaseWorkflow:
 
     async def _carry_out(self, command: do.Command) -> object:
         state = self._state
-        context = CaseContext(state.case_id, state.loan_id, self._policy, state.clock)
+        context = CaseContext(
+            state.case_id, state.loan_id, self._policy, state.clock, self._local_calls
+        )
         message = await carry_out(command, context)
         if isinstance(message, msg.PolicyLoaded):
             self._policy = shared(message.policy)

@@ -7,7 +7,7 @@ from decimal import Decimal
 
 import pytest
 
-from engine.actions import ChooseOption, SituationChanged, SubmitFinancials
+from engine.actions import ChooseOption, Retry, SituationChanged, SubmitFinancials
 from schemas.case import CaseOutcome, CaseStage, InstalmentStatus
 from tests.workflow.conftest import overdue_event, profile
 
@@ -143,3 +143,46 @@ async def test_36_month_plan_continues_as_new_with_small_histories(new_case) -> 
     audit = await case.audit()
     assert audit.run_count == len(histories)
     assert case.kinds().count("instalment_paid") == 36
+
+
+def _scheduled_activities(histories) -> set[str]:
+    return {
+        event.activity_task_scheduled_event_attributes.activity_type.name
+        for history in histories
+        for event in history.events
+        if event.HasField("activity_task_scheduled_event_attributes")
+    }
+
+
+async def test_a_checkpoint_reads_the_ledger_and_publishes_within_its_timers_task(
+    new_case,
+) -> None:
+    """``workflows.case.LOCAL_CALLS_PATCH``: the ledger read and the case events are local
+    activities, so a checkpoint's firing is one workflow task; a refused read asks a human."""
+    case = await new_case(overdue_event(remaining_term_months=12))
+    await case.start()
+    await case.to_tracking(enough_income(), "restructure_12m")
+    view = await case.view()
+    await case.pay(str(view.schedule[0].instalment.amount), "i1")
+    await case.skip_past_checkpoint(1)
+    await case.until(lambda v: v.schedule[0].status is InstalmentStatus.PAID, "first paid")
+
+    case.core_banking.faults.permanent.add("read_ledger")  # refused: no retry helps
+    await case.skip_past_checkpoint(2)
+    view = await case.until(lambda v: v.attention is not None, "attention")
+    assert view.attention is not None and view.attention.reason == "SYSTEM_REJECTED"
+    assert view.stage is CaseStage.TRACK
+
+    case.core_banking.faults.permanent.clear()
+    await case.act(Retry(staff_id="staff-4", note="ledger repaired"))
+    await case.until(lambda v: v.schedule[1].status is InstalmentStatus.MISSED, "second missed")
+    await case.status("cured")
+    view = await case.finish("local_calls")
+
+    assert view.outcome is CaseOutcome.CURED
+    kinds = case.kinds()
+    assert kinds.count("instalment_paid") == 1 and kinds.count("instalment_missed") == 1
+    assert case.core_banking.faults.calls["read_ledger"] >= 3
+    scheduled = _scheduled_activities(await case.histories())
+    assert "read_ledger" not in scheduled and "publish_case_events" not in scheduled
+    assert "apply_restructure" in scheduled  # the other systems' calls stay activities
