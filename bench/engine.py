@@ -81,6 +81,7 @@ FAR = timedelta(days=3650)
 
 @contextlib.asynccontextmanager
 async def temporal_only(name: str, **overrides: Any) -> AsyncIterator[Settings]:
+    """A Temporal dev server of its own (``server_pid`` finds its process)."""
     data_dir = Path(tempfile.mkdtemp(prefix=f"accord-bench-{name}-"))
     settings = isolated_settings(data_dir, **{"log_level": "WARNING", **overrides})
     stack = Stack(settings, only=["temporal"], report=lambda m: print(f"  stack: {m}"))
@@ -92,6 +93,13 @@ async def temporal_only(name: str, **overrides: Any) -> AsyncIterator[Settings]:
         import shutil
 
         shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def server_pid(settings: Settings) -> int:
+    """The pid of the stack's Temporal dev server."""
+    record = Stack(settings, only=["temporal"]).supervisor.read_pid("temporal")
+    assert record is not None and record.pid > 0, "the Temporal dev server is not up"
+    return record.pid
 
 
 @dataclass
@@ -361,9 +369,32 @@ async def _tasks_at_least(worker: BenchWorker, expected: float) -> bool:
     return await worker.workflow_tasks() >= expected
 
 
+async def _tasks_after_timer(client: Client, workflow_id: str) -> int:
+    """Workflow tasks a case ran from its timer's firing until it slept on its next timer."""
+
+    async def asleep_again() -> bool:
+        events = (await client.get_workflow_handle(workflow_id).fetch_history()).events
+        return events[-1].event_type == EventType.EVENT_TYPE_TIMER_STARTED and any(
+            e.event_type == EventType.EVENT_TYPE_TIMER_FIRED for e in events
+        )
+
+    await wait_for(asleep_again, 600, f"{workflow_id} asleep again")
+    events = (await client.get_workflow_handle(workflow_id).fetch_history()).events
+    kinds = [event.event_type for event in events]
+    fired = kinds.index(EventType.EVENT_TYPE_TIMER_FIRED)
+    return kinds[fired:].count(EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED)
+
+
 async def _counted(client: Client, query: str, expected: int) -> bool:
     try:
         return await count(client, query) >= expected
+    except RPCError:
+        return False
+
+
+async def _none_left(client: Client, query: str) -> bool:
+    try:
+        return await count(client, query) == 0
     except RPCError:
         return False
 
@@ -413,9 +444,8 @@ async def sleepers(arguments: argparse.Namespace) -> dict[str, Any]:
             lead = (due + filler) / rate * 1.5 + 60
             instant = datetime.fromtimestamp(int(time.time() + lead), UTC)
             print(f"  {due} cases fall due at {instant:%H:%M:%S} (in {lead:.0f}s)")
-            await start_batch(
-                "due", [sleeping_case(template, f"{prefix}D{i}", instant) for i in range(due)]
-            )
+            due_cases = [sleeping_case(template, f"{prefix}D{i}", instant) for i in range(due)]
+            await start_batch("due", due_cases)
             await start_batch(
                 "filler", [sleeping_case(template, f"{prefix}F{i}", far) for i in range(filler)]
             )
@@ -430,16 +460,33 @@ async def sleepers(arguments: argparse.Namespace) -> dict[str, Any]:
             if left < 5:
                 raise RuntimeError(f"the due instant passed before every case slept ({left:.0f}s)")
             await asyncio.sleep(left)
+            server = server_pid(settings)
+            server_cpu_before = sample_process(server).cpu_seconds
             cpu_before, tasks_before = worker.cpu_seconds(), await worker.workflow_tasks()
             still_due = (
                 f"WorkflowId STARTS_WITH 'case-{prefix}D' AND "
                 # "<=" the instant misses a value equal to it on the dev server's SQLite
                 f"NextCheckpointAt < '{(instant + timedelta(seconds=1)).isoformat()[:19]}Z'"
             )
-            drain_seconds = await wait_for(
-                lambda: _none_left(client, still_due), 1800, "every due case checked", poll=0.25
+            began_drain = time.monotonic()
+            # Drained once every due case is asleep again: the worker has run as many workflow
+            # tasks as one due case's history shows for its firing, times the due cases. Counted
+            # from the worker's metrics, not by querying the server, which would add the cost of
+            # a visibility scan over every open case to what is measured.
+            per_firing = await _tasks_after_timer(client, due_cases[0].case_id)
+            await wait_for(
+                lambda: _tasks_at_least(worker, tasks_before + per_firing * due),
+                1800,
+                "every due case asleep again",
+                poll=0.25,
             )
+            # A retried task (one timed out) counts twice: then some are still at it.
+            await wait_for(
+                lambda: _none_left(client, still_due), 1800, "every due case checked", poll=1.0
+            )
+            drain_seconds = time.monotonic() - began_drain
             cpu = worker.cpu_seconds() - cpu_before
+            server_cpu = sample_process(server).cpu_seconds - server_cpu_before
             tasks = await worker.workflow_tasks() - tasks_before
             rss_after = worker.rss_mib()
             db_file = TemporalDevServer(settings).db_file
@@ -457,15 +504,13 @@ async def sleepers(arguments: argparse.Namespace) -> dict[str, Any]:
         "drain_seconds": round(drain_seconds, 1),
         "drain_timers_per_s": round(due / max(drain_seconds, 1e-3), 1),
         "drain_worker_cpu_ms_per_workflow_task": round(cpu * 1000 / max(tasks, 1), 2),
+        "drain_workflow_tasks_per_timer": per_firing,
+        "drain_cpu_ms_per_timer": {
+            "worker": round(cpu * 1000 / due, 2),
+            "server": round(server_cpu * 1000 / due, 2),
+        },
         "worker_rss_mib_after_drain": rss_after,
     }
-
-
-async def _none_left(client: Client, query: str) -> bool:
-    try:
-        return await count(client, query) == 0
-    except RPCError:
-        return False
 
 
 # --- restart ---------------------------------------------------------------------------------
