@@ -68,6 +68,12 @@ PUBLISH_RETRY = RetryPolicy(
 )
 
 
+# A call made as a local activity (``_locally``): a blip is retried within the workflow task,
+# three tries in about three seconds; anything longer is an outage, waited out by an activity.
+LOCAL_TRIES = 3
+LOCAL_CALL_TIMEOUT = timedelta(seconds=10)
+
+
 @dataclass(frozen=True)
 class CaseContext:
     """What the calls need to know of the running case."""
@@ -97,14 +103,10 @@ async def carry_out(command: do.Command, case: CaseContext) -> object:
 
 async def _publish(case: CaseContext, command: do.Publish) -> msg.Result:
     request = PublishRequest(events=list(command.events))
+    done = False
     if case.local_calls:
-        await workflow.execute_local_activity_method(
-            CaseActivities.publish_case_events,
-            request,
-            start_to_close_timeout=CALL_TIMEOUT,
-            retry_policy=PUBLISH_RETRY,
-        )
-    else:
+        done, _ = await _locally(CaseActivities.publish_case_events, request, PUBLISH_RETRY)
+    if not done:
         await workflow.execute_activity_method(
             CaseActivities.publish_case_events,
             request,
@@ -235,10 +237,12 @@ async def _apply_restructure(case: CaseContext, command: do.ApplyRestructure) ->
 
 async def _read_ledger(case: CaseContext, command: do.ReadLedger) -> msg.Result:
     request = LedgerRequest(loan_id=case.loan_id, since=command.since)
+    done, ledger = False, None
     if case.local_calls:
-        ledger = await _system_local(CaseActivities.read_ledger, request)
-    else:
+        done, ledger = await _locally(CaseActivities.read_ledger, request, SYSTEM_RETRY)
+    if not done:
         ledger = await _system(CaseActivities.read_ledger, request)
+    assert ledger is not None
     return msg.LedgerRead(
         round=command.round, paid_total=ledger.paid_total, last_paid_at=ledger.last_paid_at
     )
@@ -279,17 +283,32 @@ async def _system(method: Callable[..., Awaitable[Any]], arg: Any) -> Any:
     )
 
 
-async def _system_local(method: Callable[..., Awaitable[Any]], arg: Any) -> Any:
-    """A read a checkpoint makes at once: in the timer's own workflow task, no task of its own.
-    Same patience as ``_system``; retries past a minute wait on a durable timer (the SDK's
-    ``local_retry_threshold``), so an outage of hours holds no workflow task."""
-    return await workflow.execute_local_activity_method(
-        method,
-        arg,
-        start_to_close_timeout=CALL_TIMEOUT,
-        schedule_to_close_timeout=SYSTEM_PATIENCE,
-        retry_policy=SYSTEM_RETRY,
-    )
+async def _locally(
+    method: Callable[..., Awaitable[Any]], arg: Any, retry: RetryPolicy
+) -> tuple[bool, Any]:
+    """The call as a local activity, within the current workflow task (no task of its own for
+    its result): (True, its result), or (False, None) if ``LOCAL_TRIES`` tries failed, for the
+    caller to go on with an activity. An outage is waited out there: a local activity's retries
+    past a minute would each add a timer to the history. A refusal (a non-retryable error) is
+    final."""
+    refusals = list(retry.non_retryable_error_types or ())
+    try:
+        result = await workflow.execute_local_activity_method(
+            method,
+            arg,
+            start_to_close_timeout=LOCAL_CALL_TIMEOUT,
+            retry_policy=RetryPolicy(
+                initial_interval=timedelta(seconds=1),
+                maximum_attempts=LOCAL_TRIES,
+                non_retryable_error_types=refusals,
+            ),
+        )
+    except (ActivityError, ApplicationError) as error:
+        cause = error.cause if isinstance(error, ActivityError) else error
+        if isinstance(cause, ApplicationError) and (cause.non_retryable or cause.type in refusals):
+            raise
+        return False, None
+    return True, result
 
 
 async def _decide(function: Callable[..., Awaitable[Any]], arg: Any) -> Any:

@@ -80,7 +80,8 @@ LOCAL_CALLS_PATCH = "local-calls"
 """The ledger read and the publishing of case events are local activities: a checkpoint's timer
 is one workflow task (read the ledger, publish what it decided, sleep again) instead of three,
 each a replay when a burst of firings has evicted the case in between (``bench/README.md``, the
-drain). Runs recorded before it call them as activities, as they did."""
+drain). A call that fails three quick tries is an outage, waited out by an activity
+(``workflows.calls._locally``). Runs recorded before it call them as activities, as they did."""
 REFRESHED_BY = (msg.Tick, msg.LedgerRead, Event)
 """The messages after which the calendar-dependent attributes are upserted whatever they hold."""
 MIN_TIMER = timedelta(milliseconds=1)

@@ -3,12 +3,14 @@ enough to continue-as-new."""
 
 from __future__ import annotations
 
+import asyncio
+from datetime import timedelta
 from decimal import Decimal
 
 import pytest
 
 from engine.actions import ChooseOption, Retry, SituationChanged, SubmitFinancials
-from schemas.case import CaseOutcome, CaseStage, InstalmentStatus
+from schemas.case import CaseOutcome, CaseStage, CheckpointKind, InstalmentStatus
 from tests.workflow.conftest import overdue_event, profile
 
 pytestmark = pytest.mark.workflow
@@ -155,11 +157,11 @@ def _scheduled_activities(histories) -> set[str]:
 
 
 async def test_a_checkpoint_reads_the_ledger_and_publishes_within_its_timers_task(
-    new_case,
+    new_case_on_own_server,
 ) -> None:
     """``workflows.case.LOCAL_CALLS_PATCH``: the ledger read and the case events are local
     activities, so a checkpoint's firing is one workflow task; a refused read asks a human."""
-    case = await new_case(overdue_event(remaining_term_months=12))
+    case = await new_case_on_own_server(overdue_event(remaining_term_months=12))
     await case.start()
     await case.to_tracking(enough_income(), "restructure_12m")
     view = await case.view()
@@ -186,3 +188,63 @@ async def test_a_checkpoint_reads_the_ledger_and_publishes_within_its_timers_tas
     scheduled = _scheduled_activities(await case.histories())
     assert "read_ledger" not in scheduled and "publish_case_events" not in scheduled
     assert "apply_restructure" in scheduled  # the other systems' calls stay activities
+
+
+async def test_an_outage_at_a_checkpoint_is_waited_out_by_activities(
+    new_case_on_own_server,
+) -> None:
+    """Core banking and Kafka both down when a checkpoint falls due: after ``LOCAL_TRIES``
+    local tries the ledger read, then the publish, go on as activities (no timer per retry in
+    the history), and the checkpoint completes once each system is back."""
+    case = await new_case_on_own_server(overdue_event(remaining_term_months=12))
+    await case.start()
+    await case.to_tracking(enough_income(), "restructure_12m")
+    view = await case.view()
+    await case.pay(str(view.schedule[0].instalment.amount), "i1")
+    checkpoint = view.next_checkpoint
+    assert checkpoint is not None and checkpoint.kind is CheckpointKind.INSTALMENT_DUE
+    case.core_banking.faults.down = True
+    case.publisher.faults.down = True
+    # Up to the checkpoint only: the local tries take real seconds, which a time-skipping sleep
+    # across them would wait out past its RPC timeout.
+    await case.skip(checkpoint.at - await case.now() - timedelta(seconds=2))
+    await _until_scheduled(case, "read_ledger")
+    await case.skip(timedelta(hours=3))
+    view = await case.view()
+    assert view.schedule[0].status is InstalmentStatus.SCHEDULED  # undecided without the ledger
+    timers_in_outage = _timers_started(await case.histories())
+
+    case.core_banking.faults.down = False
+    await case.skip(timedelta(minutes=11))  # the activity's next retry, at most 10 minutes later
+    await case.until(lambda v: v.schedule[0].status is InstalmentStatus.PAID, "first paid")
+    assert "instalment_paid" not in case.kinds()  # Kafka still down
+    await _until_scheduled(case, "publish_case_events")
+    case.publisher.faults.down = False
+    await case.skip(timedelta(minutes=2))  # the publish's next retry, at most a minute later
+    await case.status("cured")
+    view = await case.finish(None)
+
+    assert view.outcome is CaseOutcome.CURED
+    assert case.kinds().count("instalment_paid") == 1
+    histories = await case.histories()
+    assert {"read_ledger", "publish_case_events"} <= _scheduled_activities(histories)
+    # Three hours of retries added no timer (a local activity's retries past a minute would).
+    assert _timers_started(histories) <= timers_in_outage + 2
+    assert case.core_banking.faults.calls["read_ledger"] >= 5
+
+
+def _timers_started(histories) -> int:
+    return sum(
+        1
+        for history in histories
+        for event in history.events
+        if event.HasField("timer_started_event_attributes")
+    )
+
+
+async def _until_scheduled(case, activity: str) -> None:
+    """Poll the history (real time, no skipping) until ``activity`` is scheduled as an activity."""
+    deadline = asyncio.get_running_loop().time() + 60
+    while activity not in _scheduled_activities(await case.histories()):
+        assert asyncio.get_running_loop().time() < deadline, f"{activity} never scheduled"
+        await asyncio.sleep(0.1)
