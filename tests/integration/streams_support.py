@@ -25,6 +25,7 @@ from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.worker import Worker
 
+from activities.case_activities import PublishRequest
 from clients import kafka_client_options
 from decisions.policy import Policy, load_policy
 from schemas.events import (
@@ -434,19 +435,26 @@ async def bundled_policy(portfolio: str | None = None) -> Policy:
     return load_policy()
 
 
+@activity.defn(name="publish_case_events")
+async def discarded_case_events(request: PublishRequest) -> None:
+    """Case events go nowhere here. A local activity (``workflows.calls._locally``) must be
+    registered with the workflow, where an unserved ordinary activity would just wait."""
+
+
 @contextlib.asynccontextmanager
 async def case_workflow_worker(client: Client, settings: Settings) -> AsyncIterator[None]:
     """The real case workflow without its I/O, in this process: each case loads the bundled
-    policy and then waits on its first call to the bank's systems, which nothing here serves,
-    while signals and queries are served. Ingestion is what these tests measure; 1,000 cases each
-    contacting a borrower would only measure this 2-core machine. (Refusing the policy instead
-    failed every case at its first step, so a later signal or terminate found the case closed.)
+    policy, drops its case events and then waits on its first call to the bank's systems, which
+    nothing here serves, while signals and queries are served. Ingestion is what these tests
+    measure; 1,000 cases each contacting a borrower would only measure this 2-core machine.
+    (Refusing the policy instead failed every case at its first step, so a later signal or
+    terminate found the case closed.)
     The borrowers' contact ledgers (workflow only) run here too."""
     async with Worker(
         client,
         task_queue=settings.temporal.task_queue,
         workflows=[CaseWorkflow, ContactLedgerWorkflow],
-        activities=[bundled_policy],
+        activities=[bundled_policy, discarded_case_events],
         workflow_runner=case_workflow_runner(),
     ):
         yield
