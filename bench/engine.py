@@ -372,15 +372,17 @@ async def _tasks_at_least(worker: BenchWorker, expected: float) -> bool:
 async def _tasks_after_timer(client: Client, workflow_id: str) -> int:
     """Workflow tasks a case ran from its timer's firing until it slept on its next timer."""
 
+    kinds: list[EventType.ValueType] = []
+
     async def asleep_again() -> bool:
         events = (await client.get_workflow_handle(workflow_id).fetch_history()).events
-        return events[-1].event_type == EventType.EVENT_TYPE_TIMER_STARTED and any(
-            e.event_type == EventType.EVENT_TYPE_TIMER_FIRED for e in events
+        kinds[:] = [event.event_type for event in events]
+        return (
+            kinds[-1] == EventType.EVENT_TYPE_TIMER_STARTED
+            and EventType.EVENT_TYPE_TIMER_FIRED in kinds
         )
 
     await wait_for(asleep_again, 600, f"{workflow_id} asleep again")
-    events = (await client.get_workflow_handle(workflow_id).fetch_history()).events
-    kinds = [event.event_type for event in events]
     fired = kinds.index(EventType.EVENT_TYPE_TIMER_FIRED)
     return kinds[fired:].count(EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED)
 

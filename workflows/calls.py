@@ -103,16 +103,18 @@ async def carry_out(command: do.Command, case: CaseContext) -> object:
 
 async def _publish(case: CaseContext, command: do.Publish) -> msg.Result:
     request = PublishRequest(events=list(command.events))
-    done = False
-    if case.local_calls:
-        done, _ = await _locally(CaseActivities.publish_case_events, request, PUBLISH_RETRY)
-    if not done:
-        await workflow.execute_activity_method(
+    await _locally_first(
+        case,
+        CaseActivities.publish_case_events,
+        request,
+        PUBLISH_RETRY,
+        lambda: workflow.execute_activity_method(
             CaseActivities.publish_case_events,
             request,
             start_to_close_timeout=CALL_TIMEOUT,
             retry_policy=PUBLISH_RETRY,
-        )
+        ),
+    )
     return msg.Published(round=command.round, count=len(command.events))
 
 
@@ -237,12 +239,13 @@ async def _apply_restructure(case: CaseContext, command: do.ApplyRestructure) ->
 
 async def _read_ledger(case: CaseContext, command: do.ReadLedger) -> msg.Result:
     request = LedgerRequest(loan_id=case.loan_id, since=command.since)
-    done, ledger = False, None
-    if case.local_calls:
-        done, ledger = await _locally(CaseActivities.read_ledger, request, SYSTEM_RETRY)
-    if not done:
-        ledger = await _system(CaseActivities.read_ledger, request)
-    assert ledger is not None
+    ledger = await _locally_first(
+        case,
+        CaseActivities.read_ledger,
+        request,
+        SYSTEM_RETRY,
+        lambda: _system(CaseActivities.read_ledger, request),
+    )
     return msg.LedgerRead(
         round=command.round, paid_total=ledger.paid_total, last_paid_at=ledger.last_paid_at
     )
@@ -281,6 +284,22 @@ async def _system(method: Callable[..., Awaitable[Any]], arg: Any) -> Any:
         schedule_to_close_timeout=SYSTEM_PATIENCE,
         retry_policy=SYSTEM_RETRY,
     )
+
+
+async def _locally_first(
+    case: CaseContext,
+    method: Callable[..., Awaitable[Any]],
+    arg: Any,
+    retry: RetryPolicy,
+    as_activity: Callable[[], Awaitable[Any]],
+) -> Any:
+    """The call as a local activity when the run makes local calls (``_locally``), otherwise,
+    or once its local tries failed, as the activity ``as_activity`` starts."""
+    if case.local_calls:
+        done, result = await _locally(method, arg, retry)
+        if done:
+            return result
+    return await as_activity()
 
 
 async def _locally(
