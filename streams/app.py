@@ -33,6 +33,9 @@ Commit discipline (why no event is lost or skipped):
   the rebalance are not handled (they are read again from there).
 * A partition that aiokafka fetched past what faust handed to the agents, with nothing in
   flight, is sought back to where faust stopped (``streams.stall``).
+* A stream partition is committed only through a run of acknowledged offsets that starts at its
+  committed offset (``streams.commits``; faust alone commits past some it never handed over),
+  and a hole below acknowledged events is read again (``streams.stall``).
 * Values are read as raw bytes and validated here, so a bad message can never crash a codec.
 """
 
@@ -63,7 +66,7 @@ from streams.ingest import InboundMessage, Ingestor, is_transient, log_unexpecte
 from streams.metrics import Outcome, StreamMetrics
 from streams.ordering import Abandoned, OverdueProgress, Rebalance
 from streams.recovery import PositionedTableManager
-from streams.stall import StallWatch, release, release_stranded
+from streams.stall import StallWatch, release, release_stranded, settle
 from streams.state import HELD_HARDSHIP_TABLE, OPEN_CASES_TABLE, LoanBook, partition_of
 
 log = logging.getLogger("accord.streams")
@@ -513,6 +516,7 @@ def _add_ingest_agent(
                 message = event.message
                 metrics.processed_position[(message.topic, message.partition)] = message.offset + 1
                 delivered[message.partition] = message.offset + 1
+            settle(app.consumer, [event.message for event in batch])
             if overdue_progress is not None:
                 for partition, next_offset in delivered.items():
                     await overdue_progress.delivered(partition, next_offset)

@@ -28,15 +28,21 @@ from faust.tables.recovery import Recovery
 from faust.types import TP
 from faust.types.transports import ConsumerT
 
+from streams.commits import make_strict
+
 
 async def seek_to_committed_or_earliest(consumer: ConsumerT, partitions: Set[TP]) -> None:
-    """Every partition in ``partitions`` at its committed offset, or its earliest one."""
+    """Every partition in ``partitions`` at its committed offset, or its earliest one, which is
+    then also where its commits start (``streams.commits``: nothing passes an offset never
+    acknowledged, so the commit needs a start)."""
     await consumer.perform_seek()  # faust's own bookkeeping: committed and read offsets
     committed = await consumer.seek_to_committed()
     uncommitted = [tp for tp in partitions if not committed.get(tp)]  # None, or 0: not sought
     if uncommitted:
+        earliest = await consumer.earliest_offsets(*uncommitted)
         # On the consumer's thread, like the seeks above (``Consumer.seek`` is not).
-        await consumer.seek_wait(await consumer.earliest_offsets(*uncommitted))
+        await consumer.seek_wait(earliest)
+        cast(Any, consumer)._committed_offset.update(earliest)
 
 
 class PositionedRecovery(Recovery):
@@ -67,6 +73,7 @@ class PositionedRecovery(Recovery):
             return
         # Still paused (since the assignment), so nothing of them is fetched until resumed.
         streams = {tp for tp in consumer.assignment() if not self._is_changelog_tp(tp)}
+        make_strict(consumer, lambda tp: not self._is_changelog_tp(tp))
         if streams:
             self.log.info("Seek stream partitions to committed offsets.")
             await self._wait(

@@ -1,4 +1,5 @@
-"""Two ways faust (0.15) can stop reading for good, and what gets it going again.
+"""Three ways faust (0.15) can stop reading or committing for good, and what gets it going
+again.
 
 **A rebalance that never ends.** faust does not revoke partitions until every event it handed to
 an agent is acknowledged or gone (``stream_wait_empty``): it keeps them in a weak set and waits.
@@ -20,13 +21,20 @@ resumes after a rebalance, but on the cluster topology a partition kept by a pro
 two quick rebalances was still found in this state: aiokafka's position at the end of the
 partition, faust's read offset and the committed offset where the last batch began, nothing of
 it in flight. Nothing would read it again until the next rebalance, and the next event on it
-would be committed past the lost ones (faust treats the jump as a gap).
+would be committed past the lost ones (faust alone treats the jump as a gap: ``streams.commits``).
 
 ``StallWatch.check`` compares, for every inbound partition, the consumer's position with the
-offset faust will read next. A partition is stalled when its position is ahead, nothing at all
-is in flight (so the agents are not still working through a batch), and neither figure moved
-since the last check; it is then sought back to its read offset. The event at that offset may
+offset faust will read next. A partition is stalled when its position is ahead, none of its
+events is in flight (so no agent is still working through a batch of it), and neither figure
+moved since the last check; it is then sought back to its read offset. The event at that offset may
 be read twice: the open-case table and the cases drop what they have already applied.
+
+**A hole below acknowledged events.** With strict commits (``streams.commits``) events faust
+never handed over (or let go above) hold the partition's commit where they start. When a check
+finds the same hole twice with none of its events in flight, its acknowledgements are dropped
+and it is read again from the commit: what had reached the agents comes again (and is dropped by the
+cases as already applied). If the same hole is found after that, the broker has no events there
+(a transactional producer's markers) and the commit moves past it.
 """
 
 from __future__ import annotations
@@ -39,6 +47,8 @@ from typing import Any
 
 from faust.types import TP
 from faust.types.tuples import ack_lock
+
+from streams.commits import accept_hole, forget_acknowledged, hole
 
 log = logging.getLogger("accord.streams")
 
@@ -53,10 +63,14 @@ class StallWatch:
     generation: Callable[[], int]
     """The consumer group's generation now (``app.consumer_generation_id``)."""
     last_seen: dict[TP, tuple[int, int]] = field(default_factory=dict)
+    last_holes: dict[TP, tuple[int, int]] = field(default_factory=dict)
+    read_again: dict[TP, tuple[int, int]] = field(default_factory=dict)
+    """The hole each partition was last read again for: if it comes back, the broker has it."""
 
     def forget(self) -> None:
         """Judge afresh (a rebalance moves partitions and offsets)."""
         self.last_seen.clear()
+        self.last_holes.clear()
 
     async def check(self) -> list[TP]:
         """Seek the stalled partitions back to their read offsets; returns them."""
@@ -66,12 +80,46 @@ class StallWatch:
         # are not work in flight, only not yet forgotten.
         stale = [m for m in consumer.unacked if m.generation_id != generation]
         release(consumer, stale)
-        if not consumer.flow_active or consumer.unacked:
-            self.forget()  # paused, or the agents are still at work: nothing to judge
+        if not consumer.flow_active:
+            self.forget()  # paused: nothing to judge
             return []
+        # A partition with events in an agent is not judged; the others are (a payment batch
+        # waits for the overdue topic to be delivered: it must not hold off that topic's watch).
+        busy = {(m.topic, m.partition) for m in consumer.unacked}
         seen: dict[TP, tuple[int, int]] = {}
         stalled: dict[TP, int] = {}
+        holes: dict[TP, tuple[int, int]] = {}
         for tp in self.partitions():
+            if (tp.topic, tp.partition) in busy:
+                continue  # judged afresh once the agent is done with it
+            gap = hole(consumer, tp)
+            if gap is not None:
+                if self.last_holes.get(tp) != gap:
+                    holes[tp] = gap  # once could be acknowledgements on their way
+                elif self.read_again.get(tp) == gap:
+                    log.warning(
+                        "partition %s:%d has no events at offsets %d to %d (read again): "
+                        "committed past them",
+                        tp.topic,
+                        tp.partition,
+                        gap[0],
+                        gap[1] - 1,
+                    )
+                    accept_hole(consumer, tp, *gap)
+                    del self.read_again[tp]
+                else:
+                    stalled[tp] = gap[0]
+                    self.read_again[tp] = gap
+                    log.warning(
+                        "partition %s:%d offsets %d to %d never acknowledged, later ones were: "
+                        "reading them again",
+                        tp.topic,
+                        tp.partition,
+                        gap[0],
+                        gap[1] - 1,
+                    )
+                    forget_acknowledged(consumer, tp)
+                continue
             point = _read_point(consumer, tp)
             position = await consumer.position(tp)
             if point is None or position is None:
@@ -83,8 +131,11 @@ class StallWatch:
             if self.last_seen.get(tp) == seen[tp]:
                 stalled[tp] = seek_to
         self.last_seen = {tp: value for tp, value in seen.items() if tp not in stalled}
+        self.last_holes = holes
         if stalled:
             for tp, restart in stalled.items():
+                if tp not in seen:
+                    continue  # a hole, told above
                 log.warning(
                     "partition %s:%d stalled (fetched to %d, handed to the agents to %d): "
                     "seeking back",
@@ -145,3 +196,14 @@ def release(consumer: Any, messages: Iterable[Any]) -> list[Any]:
                 consumer._unacked_messages.discard(message)
                 released.append(message)
     return released
+
+
+def settle(consumer: Any, messages: Iterable[Any]) -> None:
+    """Forget acknowledged events faust still counts as in flight. Its ``ack`` leaves an event
+    among the unacknowledged when the offset was acknowledged already (an event read again) or
+    is below the commit; there it would hold off the checks of its partition and a rebalance's
+    wait for the events in flight."""
+    with ack_lock:
+        for message in messages:
+            if message.acked:
+                consumer._unacked_messages.discard(message)

@@ -21,6 +21,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPa
 from aiokafka.admin import AIOKafkaAdminClient
 from prometheus_client.parser import text_string_to_metric_families
 from temporalio import activity
+from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.worker import Worker
@@ -503,8 +504,26 @@ async def wait_for_applied(client: Client, expected: dict[str, set[str]], *, wit
     try:
         await wait_until(all_applied, within=within, what="events applied in their cases")
     except AssertionError as error:
-        sample = sorted(pending)[:5]
+        sample = [
+            await _where_stuck(client, case_id, expected[case_id])
+            for case_id in sorted(pending)[:3]
+        ]
         raise AssertionError(f"{error}: {len(pending)} cases pending, e.g. {sample}") from None
+
+
+async def _where_stuck(client: Client, case_id: str, expected: set[str]) -> str:
+    """A pending case as a failure should show it: what it applied and how its history ends."""
+    applied = await applied_event_ids(client, case_id)
+    missing = "not answering" if applied is None else f"missing {sorted(expected - applied)}"
+    try:
+        history = await client.get_workflow_handle(case_id).fetch_history()
+    except RPCError as error:
+        return f"{case_id}: {missing}; no history ({error.status.name})"
+    tail = [
+        EventType.Name(event.event_type).removeprefix("EVENT_TYPE_")
+        for event in history.events[-8:]
+    ]
+    return f"{case_id}: {missing}; {len(history.events)} events, last {tail}"
 
 
 async def count_cases(client: Client, loan_prefix: str) -> int:

@@ -30,6 +30,13 @@ class RecordingConsumer:
         self.calls: list[tuple[str, object]] = []
         self.resumed: set[TP] = set()
         self.fetchable_while_seeking: set[TP] = set()
+        self._committed_offset: dict[TP, int | None] = {COMMITTED: 120}
+
+    def _new_offset(self, tp: TP) -> int | None:
+        return None
+
+    async def _add_gap(self, tp: TP, offset_from: int, offset_to: int) -> None:
+        return None
 
     def assignment(self) -> set[TP]:
         return {COMMITTED, NEVER_COMMITTED}
@@ -88,6 +95,9 @@ async def test_stream_partitions_are_sought_before_they_resume() -> None:
     ]
     assert app.tables.recovery.completed.is_set()
     assert app.flow_control.is_active()
+    # Where the never-committed partition's commits start (streams.commits), and they are strict.
+    assert consumer._committed_offset == {COMMITTED: 120, NEVER_COMMITTED: 0}
+    assert getattr(consumer, "_accord_strict_commits", False)
 
 
 async def test_a_recovery_overtaken_by_another_rebalance_resumes_nothing() -> None:

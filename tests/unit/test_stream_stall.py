@@ -4,6 +4,7 @@ a partition fetched past what reached the agents is sought back after two checks
 from __future__ import annotations
 
 import asyncio
+from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -11,7 +12,7 @@ import pytest
 from faust.types import TP
 
 from streams.ordering import Rebalance
-from streams.stall import StallWatch, release_stranded
+from streams.stall import StallWatch, release_stranded, settle
 
 pytestmark = pytest.mark.unit
 
@@ -36,6 +37,8 @@ class Consumer:
     positions: dict[TP, int]
     _read_offset: dict[TP, int | None] = field(default_factory=dict)
     _committed_offset: dict[TP, int | None] = field(default_factory=dict)
+    _acked: defaultdict[TP, list[int]] = field(default_factory=lambda: defaultdict(list))
+    _acked_index: defaultdict[TP, set[int]] = field(default_factory=lambda: defaultdict(set))
     _unacked_messages: set[Any] = field(default_factory=set)
     flow_active: bool = True
     sought: list[dict[TP, int]] = field(default_factory=list)
@@ -95,7 +98,7 @@ async def test_nothing_is_judged_while_events_are_in_flight_or_the_flow_is_stopp
     stalls = watch(consumer)
     assert await stalls.check() == []
 
-    in_the_agent = Message("loan.payment.v1", 4, 62)
+    in_the_agent = Message("loan.payment.v1", 5, 11)
     consumer._unacked_messages = {in_the_agent}
     assert await stalls.check() == []
     assert await stalls.check() == []
@@ -106,6 +109,18 @@ async def test_nothing_is_judged_while_events_are_in_flight_or_the_flow_is_stopp
     consumer.flow_active = True
     assert await stalls.check() == []  # judged afresh: a first sighting again
     assert await stalls.check() == [PAYMENTS_5]
+
+
+async def test_events_in_flight_on_another_partition_do_not_hold_off_the_watch() -> None:
+    # Seen in the integration tier: a payment batch waiting for the overdue topic to be
+    # delivered held off the whole watch for minutes while the overdue agent read nothing.
+    overdue = TP("loan.overdue.v1", 2)
+    consumer = Consumer(positions={overdue: 40}, _read_offset={overdue: 20})
+    consumer._unacked_messages = {Message("loan.payment.v1", 5, 11)}
+    stalls = watch(consumer)
+    assert await stalls.check() == []
+    assert await stalls.check() == [overdue]
+    assert consumer.sought == [{overdue: 20}]
 
 
 async def test_before_anything_is_read_the_committed_offset_is_where_reading_starts() -> None:
@@ -183,3 +198,48 @@ async def test_events_of_an_earlier_generation_are_not_work_in_flight_and_are_le
     assert await stalls.check() == []
     assert await stalls.check() == [PAYMENTS_5]
     assert left_over.acked and not consumer.unacked
+
+
+async def test_a_hole_below_acknowledged_events_is_read_again_from_the_commit() -> None:
+    # Offsets 10 and 11 never reached an agent; 12 and 13 did (strict commits hold at 10).
+    consumer = Consumer(
+        positions={PAYMENTS_5: 14},
+        _read_offset={PAYMENTS_5: 13},
+        _committed_offset={PAYMENTS_5: 10},
+    )
+    consumer._acked[PAYMENTS_5] = [12, 13]
+    consumer._acked_index[PAYMENTS_5] = {12, 13}
+    stalls = watch(consumer)
+
+    assert await stalls.check() == []  # once could be acknowledgements on their way
+    assert await stalls.check() == [PAYMENTS_5]
+    assert consumer.sought == [{PAYMENTS_5: 10}]
+    assert PAYMENTS_5 not in consumer._acked  # acknowledged anew when read again
+    consumer._acked[PAYMENTS_5] = [10, 11, 12, 13]  # read again, all of it reached the agents
+    assert await stalls.check() == []
+    assert await stalls.check() == []
+    assert consumer.sought == [{PAYMENTS_5: 10}]
+
+
+async def test_a_hole_that_comes_back_when_read_again_is_accepted() -> None:
+    # The broker has nothing at 10 and 11 (a transactional producer's markers).
+    consumer = Consumer(positions={PAYMENTS_5: 14}, _committed_offset={PAYMENTS_5: 10})
+    consumer._acked[PAYMENTS_5] = [12, 13]
+    stalls = watch(consumer)
+    assert await stalls.check() == []
+    assert await stalls.check() == [PAYMENTS_5]  # read again
+    consumer._acked[PAYMENTS_5] = [12, 13]  # the same jump, read again
+    consumer._acked_index[PAYMENTS_5] = {12, 13}
+    assert await stalls.check() == []
+    assert await stalls.check() == []  # seen twice after reading again: the broker's own
+    assert sorted(consumer._acked[PAYMENTS_5]) == [10, 11, 12, 13]
+    assert consumer.sought == [{PAYMENTS_5: 10}]  # read again once, not over and over
+
+
+def test_an_event_faust_left_among_the_unacknowledged_is_settled() -> None:
+    # faust's ack keeps an event read again (its offset acknowledged already) in flight.
+    read_again = Message("loan.payment.v1", 5, 12, acked=True)
+    pending = Message("loan.payment.v1", 5, 13)
+    consumer = Consumer(positions={}, _unacked_messages={read_again, pending})
+    settle(consumer, [read_again, pending])
+    assert consumer.unacked == {pending}
