@@ -8,7 +8,9 @@ worker (``bench.engine_worker``: the production worker with instant in-memory sy
   workflow task.
 * ``sleepers`` — ``--cases`` open cases asleep in ``track`` (worker RSS with its cache full),
   then ``--due`` of them, evicted long before, whose instalment checkpoint falls due at one
-  instant: how fast the worker drains them.
+  instant: how fast the worker drains them. ``--workflow floor`` runs the same with
+  ``bench.floor.FloorSleeper`` (a timer, an upsert, a timer) instead of the case: the platform's
+  floor on this machine.
 * ``restart``  — ``--cases`` real cases spread over every stage (negotiated through the actual
   workflow), then the worker is restarted: how long until every case answers a query again, and
   how many workflow tasks timed out.
@@ -20,6 +22,7 @@ whole negotiation, so 100,000 fit in minutes. Their memory and timer cost is a r
 Usage:
   .venv/bin/python -m bench.engine memory [--cases 1000]
   .venv/bin/python -m bench.engine sleepers [--cases 100000] [--due 10000] [--cache 2000]
+                                            [--workflow case|floor]
   .venv/bin/python -m bench.engine restart [--cases 2000]
 """
 
@@ -47,6 +50,7 @@ from temporalio.service import RPCError
 from temporalio.worker import Replayer
 
 from bench.common import (
+    PySpy,
     compile_bytecode,
     histogram_quantiles,
     load_average,
@@ -55,6 +59,7 @@ from bench.common import (
     scrape,
     write_result,
 )
+from bench.floor import FloorSleeper
 from clients import PYDANTIC_CONVERTER, connect_temporal
 from engine.actions import ChooseOption, Dispute, Sign, SubmitFinancials
 from engine.state import CaseStart, CaseState
@@ -106,6 +111,7 @@ def server_pid(settings: Settings) -> int:
 class BenchWorker:
     settings: Settings
     paid: Decimal
+    floor: bool = False
     process: subprocess.Popen[bytes] | None = None
     log: Path | None = None
 
@@ -121,6 +127,8 @@ class BenchWorker:
     def _spawn(self) -> None:
         self.log = self.settings.data_dir / f"worker-{time.monotonic_ns()}.log"
         command = [sys.executable, "-m", "bench.engine_worker", "--paid", str(self.paid)]
+        if self.floor:
+            command.append("--floor")
         with self.log.open("wb") as output:
             self.process = subprocess.Popen(
                 command,
@@ -196,27 +204,43 @@ def sleeping_case(template: CaseState, loan_id: str, due_at: datetime) -> CaseSt
 
 
 async def start_sleepers(
-    client: Client, settings: Settings, states: Iterable[CaseState], concurrency: int
+    client: Client,
+    settings: Settings,
+    states: Iterable[CaseState],
+    concurrency: int,
+    floor: bool = False,
 ) -> int:
+    """Starts each state as a case asleep in ``track`` (with ``floor``: a ``FloorSleeper`` that
+    sleeps until the case's next timer)."""
     slots = asyncio.Semaphore(concurrency)
     started = 0
 
+    async def start(state: CaseState) -> None:
+        if floor:
+            timer = next_timer(state, POLICY)
+            assert timer is not None
+            await client.start_workflow(
+                FloorSleeper.run,
+                timer.at,
+                id=state.case_id,
+                task_queue=settings.temporal.task_queue,
+            )
+            return
+        await client.start_workflow(
+            CaseWorkflow.run,
+            CaseStart(
+                loan_id=state.loan_id, delinquent_since=state.delinquent_since, carried=state
+            ),
+            id=state.case_id,
+            task_queue=settings.temporal.task_queue,
+        )
+
     async def one(state: CaseState) -> None:
         nonlocal started
-        start = CaseStart(
-            loan_id=state.loan_id,
-            delinquent_since=state.delinquent_since,
-            carried=state,
-        )
         async with slots:
             for attempt in range(5):
                 try:
-                    await client.start_workflow(
-                        CaseWorkflow.run,
-                        start,
-                        id=state.case_id,
-                        task_queue=settings.temporal.task_queue,
-                    )
+                    await start(state)
                     started += 1
                     return
                 except RPCError:
@@ -409,10 +433,11 @@ async def sleepers(arguments: argparse.Namespace) -> dict[str, Any]:
     ``--cache`` + 500 cases (so evicted by then) and fall due together at one instant."""
     template, instalment = track_template()
     total, due, cache = arguments.cases, arguments.due, arguments.cache
+    floor = arguments.workflow == "floor"
     samples: list[tuple[int, float]] = []
     async with temporal_only("sleepers", worker={"max_cached_workflows": cache}) as settings:
         client = await connect_temporal(settings)
-        worker = BenchWorker(settings, instalment)
+        worker = BenchWorker(settings, instalment, floor=floor)
         await worker.start()
         try:
             prefix = f"S{datetime.now(UTC):%H%M%S}"
@@ -426,7 +451,7 @@ async def sleepers(arguments: argparse.Namespace) -> dict[str, Any]:
                 nonlocal started
                 for chunk in range(0, len(states), 2000):
                     started += await start_sleepers(
-                        client, settings, states[chunk : chunk + 2000], 64
+                        client, settings, states[chunk : chunk + 2000], 64, floor
                     )
                     samples.append((started, worker.rss_mib()))
                     rate = started / (time.monotonic() - began)
@@ -470,6 +495,8 @@ async def sleepers(arguments: argparse.Namespace) -> dict[str, Any]:
                 # "<=" the instant misses a value equal to it on the dev server's SQLite
                 f"NextCheckpointAt < '{(instant + timedelta(seconds=1)).isoformat()[:19]}Z'"
             )
+            spy = PySpy(worker.pid, "engine-sleepers-worker", enabled=arguments.profile)
+            spy.__enter__()
             began_drain = time.monotonic()
             # Drained once every due case is asleep again: the worker has run as many workflow
             # tasks as one due case's history shows for its firing, times the due cases. Counted
@@ -487,6 +514,7 @@ async def sleepers(arguments: argparse.Namespace) -> dict[str, Any]:
                 lambda: _none_left(client, still_due), 1800, "every due case checked", poll=1.0
             )
             drain_seconds = time.monotonic() - began_drain
+            spy.__exit__()
             cpu = worker.cpu_seconds() - cpu_before
             server_cpu = sample_process(server).cpu_seconds - server_cpu_before
             tasks = await worker.workflow_tasks() - tasks_before
@@ -496,6 +524,7 @@ async def sleepers(arguments: argparse.Namespace) -> dict[str, Any]:
         finally:
             await worker.stop()
     return {
+        "workflow": arguments.workflow,
         "open_cases_asleep_in_track": asleep_open,
         "max_cached_workflows": cache,
         "creation_seconds": round(creation_seconds, 1),
@@ -512,6 +541,7 @@ async def sleepers(arguments: argparse.Namespace) -> dict[str, Any]:
             "server": round(server_cpu * 1000 / due, 2),
         },
         "worker_rss_mib_after_drain": rss_after,
+        **({"drain_worker_profile": spy.summary(top=25)} if arguments.profile else {}),
     }
 
 
@@ -677,6 +707,15 @@ def main() -> None:
     sleepers_parser.add_argument("--cases", type=int, default=100_000)
     sleepers_parser.add_argument("--due", type=int, default=10_000)
     sleepers_parser.add_argument("--cache", type=int, default=2_000)
+    sleepers_parser.add_argument(
+        "--workflow",
+        choices=("case", "floor"),
+        default="case",
+        help="floor: bench.floor's trivial sleeper instead of the case workflow",
+    )
+    sleepers_parser.add_argument(
+        "--profile", action="store_true", help="py-spy the worker through the drain"
+    )
     restart_parser = commands.add_parser("restart")
     restart_parser.add_argument("--cases", type=int, default=2_000)
     arguments = parser.parse_args()
