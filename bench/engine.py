@@ -20,7 +20,7 @@ Sleeping cases are started from a case state driven into ``track`` by the pure c
 whole negotiation, so 100,000 fit in minutes. Their memory and timer cost is a real case's.
 
 Usage:
-  .venv/bin/python -m bench.engine memory [--cases 1000]
+  .venv/bin/python -m bench.engine memory [--cases 1000] [--workflow case|floor]
   .venv/bin/python -m bench.engine sleepers [--cases 100000] [--due 10000] [--cache 2000]
                                             [--workflow case|floor]
   .venv/bin/python -m bench.engine restart [--cases 2000]
@@ -271,12 +271,16 @@ async def _iterate(histories: list[WorkflowHistory]) -> AsyncIterator[WorkflowHi
         yield history
 
 
-async def replay_ms(histories: list[WorkflowHistory]) -> float:
+async def replay_ms(histories: list[WorkflowHistory], floor: bool = False) -> float:
     """Milliseconds per replay: a one-task history is what a cache miss costs before any work."""
-    replayer = Replayer(
-        workflows=[CaseWorkflow],
-        data_converter=PYDANTIC_CONVERTER,
-        workflow_runner=case_workflow_runner(),
+    replayer = (
+        Replayer(workflows=[FloorSleeper], data_converter=PYDANTIC_CONVERTER)
+        if floor
+        else Replayer(
+            workflows=[CaseWorkflow],
+            data_converter=PYDANTIC_CONVERTER,
+            workflow_runner=case_workflow_runner(),
+        )
     )
     began = time.perf_counter()
     async with replayer.workflow_replay_iterator(_iterate(histories)) as results:
@@ -292,16 +296,17 @@ async def replay_ms(histories: list[WorkflowHistory]) -> float:
 async def memory(arguments: argparse.Namespace) -> dict[str, Any]:
     template, instalment = track_template()
     cases = arguments.cases
+    floor = arguments.workflow == "floor"
     async with temporal_only("memory", worker={"max_cached_workflows": cases + 100}) as settings:
         client = await connect_temporal(settings)
-        worker = BenchWorker(settings, instalment)
+        worker = BenchWorker(settings, instalment, floor=floor)
         await worker.start()
         try:
             prefix = f"M{datetime.now(UTC):%H%M%S}"
             warm = [
                 sleeping_case(template, f"{prefix}W{i}", datetime.now(UTC) + FAR) for i in range(50)
             ]
-            await start_sleepers(client, settings, warm, 20)
+            await start_sleepers(client, settings, warm, 20, floor)
             await wait_for(
                 lambda: _counted(
                     client, f"WorkflowId STARTS_WITH 'case-{prefix}W' AND CaseStage = 'track'", 50
@@ -317,7 +322,7 @@ async def memory(arguments: argparse.Namespace) -> dict[str, Any]:
                 for i in range(cases)
             ]
             began = time.monotonic()
-            await start_sleepers(client, settings, states, 32)
+            await start_sleepers(client, settings, states, 32, floor)
             await wait_for(
                 lambda: _counted(
                     client,
@@ -337,7 +342,7 @@ async def memory(arguments: argparse.Namespace) -> dict[str, Any]:
             ]
             # Steady state: one payment to each case, now cached (no sandbox to build).
             cpu_before_paid, tasks_before_paid = worker.cpu_seconds(), await worker.workflow_tasks()
-            await pay_each(client, states, 32)
+            await pay_each(client, states, 32, floor)
             await wait_for(
                 lambda: _tasks_at_least(worker, tasks_before_paid + cases),
                 300,
@@ -351,11 +356,12 @@ async def memory(arguments: argparse.Namespace) -> dict[str, Any]:
     whole_case = WorkflowHistory.from_json("whole", json.loads(saved.read_text()))
     per_case_kib = (rss_after - rss_before) * 1024 / cases
     return {
+        "workflow": arguments.workflow,
         "cases_cached": cases,
         "worker_rss_mib_before_after": [rss_before, rss_after],
         "worker_rss_kib_per_cached_case": round(per_case_kib, 1),
-        "sandbox_build_ms_per_cache_miss": await replay_ms(histories),
-        "replay_ms_whole_12_month_case": await replay_ms([whole_case] * 20),
+        "sandbox_build_ms_per_cache_miss": await replay_ms(histories, floor),
+        **({} if floor else {"replay_ms_whole_12_month_case": await replay_ms([whole_case] * 20)}),
         "worker_cpu_ms_per_workflow_task": round(
             (cpu_after - cpu_before) * 1000 / max(tasks, 1), 2
         ),
@@ -368,7 +374,9 @@ async def memory(arguments: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-async def pay_each(client: Client, states: list[CaseState], concurrency: int) -> None:
+async def pay_each(
+    client: Client, states: list[CaseState], concurrency: int, floor: bool = False
+) -> None:
     """A small payment signalled to each case (what a cached case does most of its life)."""
     slots = asyncio.Semaphore(concurrency)
 
@@ -384,7 +392,11 @@ async def pay_each(client: Client, states: list[CaseState], concurrency: int) ->
             channel=PaymentChannel.BANK_TRANSFER,
         )
         async with slots:
-            await CaseHandle(client, state.case_id).send(payment)
+            if floor:
+                floor_case = client.get_workflow_handle(state.case_id)
+                await floor_case.signal(FloorSleeper.receive, payment)
+            else:
+                await CaseHandle(client, state.case_id).send(payment)
 
     await asyncio.gather(*(one(state) for state in states))
 
@@ -703,6 +715,12 @@ def main() -> None:
     commands = parser.add_subparsers(dest="command", required=True)
     memory_parser = commands.add_parser("memory")
     memory_parser.add_argument("--cases", type=int, default=1000)
+    memory_parser.add_argument(
+        "--workflow",
+        choices=("case", "floor"),
+        default="case",
+        help="floor: bench.floor's trivial sleeper instead of the case workflow",
+    )
     sleepers_parser = commands.add_parser("sleepers")
     sleepers_parser.add_argument("--cases", type=int, default=100_000)
     sleepers_parser.add_argument("--due", type=int, default=10_000)
