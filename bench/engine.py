@@ -5,7 +5,7 @@ Every run starts its own Temporal dev server (isolated data dir and ports) and t
 worker (``bench.engine_worker``: the production worker with instant in-memory systems).
 
 * ``memory``   — worker RSS per cached case, sandbox build per cache miss, worker CPU per
-  workflow task.
+  workflow task. ``--workflow floor``: the same with ``bench.floor.FloorSleeper``.
 * ``sleepers`` — ``--cases`` open cases asleep in ``track`` (worker RSS with its cache full),
   then ``--due`` of them, evicted long before, whose instalment checkpoint falls due at one
   instant: how fast the worker drains them. ``--workflow floor`` runs the same with
@@ -507,26 +507,25 @@ async def sleepers(arguments: argparse.Namespace) -> dict[str, Any]:
                 # "<=" the instant misses a value equal to it on the dev server's SQLite
                 f"NextCheckpointAt < '{(instant + timedelta(seconds=1)).isoformat()[:19]}Z'"
             )
-            spy = PySpy(worker.pid, "engine-sleepers-worker", enabled=arguments.profile)
-            spy.__enter__()
-            began_drain = time.monotonic()
-            # Drained once every due case is asleep again: the worker has run as many workflow
-            # tasks as one due case's history shows for its firing, times the due cases. Counted
-            # from the worker's metrics, not by querying the server, which would add the cost of
-            # a visibility scan over every open case to what is measured.
-            per_firing = await _tasks_after_timer(client, due_cases[0].case_id)
-            await wait_for(
-                lambda: _tasks_at_least(worker, tasks_before + per_firing * due),
-                1800,
-                "every due case asleep again",
-                poll=0.25,
-            )
-            # A retried task (one timed out) counts twice: then some are still at it.
-            await wait_for(
-                lambda: _none_left(client, still_due), 1800, "every due case checked", poll=1.0
-            )
-            drain_seconds = time.monotonic() - began_drain
-            spy.__exit__()
+            profiled = PySpy(worker.pid, "engine-sleepers-worker", enabled=arguments.profile)
+            with profiled:
+                began_drain = time.monotonic()
+                # Drained once every due case is asleep again: the worker has run as many workflow
+                # tasks as one due case's history shows for its firing, times the due cases. Counted
+                # from the worker's metrics, not by querying the server, which would add the cost of
+                # a visibility scan over every open case to what is measured.
+                per_firing = await _tasks_after_timer(client, due_cases[0].case_id)
+                await wait_for(
+                    lambda: _tasks_at_least(worker, tasks_before + per_firing * due),
+                    1800,
+                    "every due case asleep again",
+                    poll=0.25,
+                )
+                # A retried task (one timed out) counts twice: then some are still at it.
+                await wait_for(
+                    lambda: _none_left(client, still_due), 1800, "every due case checked", poll=1.0
+                )
+                drain_seconds = time.monotonic() - began_drain
             cpu = worker.cpu_seconds() - cpu_before
             server_cpu = sample_process(server).cpu_seconds - server_cpu_before
             tasks = await worker.workflow_tasks() - tasks_before
@@ -553,7 +552,7 @@ async def sleepers(arguments: argparse.Namespace) -> dict[str, Any]:
             "server": round(server_cpu * 1000 / due, 2),
         },
         "worker_rss_mib_after_drain": rss_after,
-        **({"drain_worker_profile": spy.summary(top=25)} if arguments.profile else {}),
+        **({"drain_worker_profile": profiled.summary(top=25)} if arguments.profile else {}),
     }
 
 
