@@ -106,7 +106,7 @@ class Publish(Command):
     events: tuple[CaseEvent, ...]
 
 
-# --- the decision core (local activities) ----------------------------------------------------
+# --- the decision core (activities.decide) ------------------------------------------------------
 
 
 @dataclass(frozen=True)

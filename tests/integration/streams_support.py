@@ -441,8 +441,7 @@ async def bundled_policy(portfolio: str | None = None) -> Policy:
 
 @activity.defn(name="publish_case_events")
 async def discarded_case_events(request: PublishRequest) -> None:
-    """Case events go nowhere here. A local activity (``workflows.calls._locally``) must be
-    registered with the workflow, where an unserved ordinary activity would just wait."""
+    """Case events go nowhere here (served, so a case's publishing ends)."""
 
 
 @contextlib.asynccontextmanager
@@ -484,10 +483,9 @@ async def applied_event_ids(client: Client, case_id: str) -> set[str] | None:
             return None
         raise
     except WorkflowQueryFailedError as error:
-        # Seen once in CI: the SDK core failed a query that reached a case between workflow tasks
-        # ("Nondeterminism error: Missing associated machine for LocalActivity(2)") while the
-        # case itself ran on without a failed task. Asked again on the next poll; a case that
-        # never answers still fails the wait, with this reason in the log.
+        # A query can fail while its case is being replayed (a worker restart, a case the
+        # cache dropped): asked again on the next poll; a case that never answers still fails
+        # the wait, with this reason in the log.
         log.warning("query of %s failed, asking again: %s", case_id, error)
         return None
 

@@ -8,7 +8,7 @@ import asyncio
 import contextlib
 import os
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from temporalio.activity import _Definition as _ActivityDefinition
 from temporalio.api.common.v1 import SearchAttributes as ApiSearchAttributes
 from temporalio.api.common.v1 import WorkflowExecution
 from temporalio.api.enums.v1 import IndexedValueType
@@ -120,6 +121,15 @@ class Case:
     task_queue: str
     handle: WorkflowHandle[Any, Any] | None = None
     stages_seen: list[CaseStage] = field(default_factory=list)
+    worker: Worker | None = None
+    """Polling for this case's tasks once ``run_worker`` has been awaited (``build`` does it
+    unless told not to)."""
+    worker_running: bool = False
+
+    async def run_worker(self) -> None:
+        assert self.worker is not None and not self.worker_running
+        await self.worker.__aenter__()
+        self.worker_running = True
 
     @property
     def case_id(self) -> str:
@@ -444,9 +454,21 @@ async def new_live_case(live_env: WorkflowEnvironment) -> AsyncIterator[Callable
         yield build
 
 
+def _replaced(
+    activities: list[Callable[..., Any]], replacements: Sequence[Callable[..., Any]]
+) -> list[Callable[..., Any]]:
+    """``activities`` with each one named like a replacement swapped for it."""
+    by_name = {_activity_name(replacement): replacement for replacement in replacements}
+    return [by_name.get(_activity_name(activity), activity) for activity in activities]
+
+
+def _activity_name(function: Callable[..., Any]) -> str | None:
+    definition = _ActivityDefinition.from_callable(function)
+    return definition.name if definition is not None else None
+
+
 @contextlib.asynccontextmanager
 async def _case_builder(case_env: WorkflowEnvironment) -> AsyncIterator[Callable[..., Any]]:
-    workers: list[Worker] = []
     cases: list[Case] = []
 
     async def build(
@@ -455,6 +477,8 @@ async def _case_builder(case_env: WorkflowEnvironment) -> AsyncIterator[Callable
         policy_file: Path | None = None,
         max_cached_workflows: int = 1000,
         workflow_runner: WorkflowRunner | None = None,
+        run_worker: bool = True,
+        replaced_activities: Sequence[Callable[..., Any]] = (),
     ) -> Case:
         loan = loan or overdue_event()
         core_banking = CoreBankingSimulator()
@@ -482,12 +506,13 @@ async def _case_builder(case_env: WorkflowEnvironment) -> AsyncIterator[Callable
             case_env.client,
             task_queue=case.task_queue,
             workflows=WORKFLOWS,
-            activities=[*activities.all(), *DECISION_ACTIVITIES],
+            activities=_replaced([*activities.all(), *DECISION_ACTIVITIES], replaced_activities),
             workflow_runner=workflow_runner or case_workflow_runner(),
             max_cached_workflows=max_cached_workflows,
         )
-        await worker.__aenter__()
-        workers.append(worker)
+        case.worker = worker
+        if run_worker:
+            await case.run_worker()
         cases.append(case)
         return case
 
@@ -503,5 +528,6 @@ async def _case_builder(case_env: WorkflowEnvironment) -> AsyncIterator[Callable
             await case_env.client.get_workflow_handle(ledger_id(case.loan.borrower_id)).terminate(
                 "test over"
             )
-    for worker in workers:
-        await worker.__aexit__(None, None, None)
+    for case in cases:
+        if case.worker is not None and case.worker_running:
+            await case.worker.__aexit__(None, None, None)

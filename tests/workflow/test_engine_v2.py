@@ -1,16 +1,20 @@
 """Scenarios the first case workflow got wrong, on the time-skipping server: decline while an
 agreement is out for signature, an update accepted at the continue-as-new boundary, a breathing
-space started inside a dispute, a failing decision, and a whole case on a worker that caches
-nothing (every workflow task a full replay)."""
+space started inside a dispute, a failing decision, a whole case on a worker that caches
+nothing (every workflow task a full replay), and a query and a signal racing a case's first
+workflow task."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from temporalio.worker import Replayer
 
+from clients import PYDANTIC_CONVERTER
 from engine.actions import (
     ChooseOption,
     Decline,
@@ -23,6 +27,8 @@ from engine.actions import (
 )
 from schemas.case import CaseOutcome, CaseStage, CheckpointKind
 from tests.workflow.conftest import overdue_event, profile
+from worker import case_workflow_runner
+from workflows.case import CaseWorkflow
 
 pytestmark = pytest.mark.workflow
 
@@ -135,3 +141,40 @@ async def test_a_whole_case_on_a_worker_that_caches_nothing(new_case) -> None:
     view = await case.finish("evicted_every_task")
     assert view.outcome is CaseOutcome.CURED
     assert all(tracked.status == "paid" for tracked in view.schedule)
+
+
+async def test_a_query_and_a_signal_racing_a_cases_first_task_replay(new_live_case) -> None:
+    """The case's first workflow task carries a query (asked before any worker polled), and the
+    loan is cured while that task runs. With the policy loaded by a local activity, the SDK core
+    could answer the query by completing the task with the activity's marker before the workflow
+    saw its result, which then came together with the cure: every replay of the closed case —
+    every later query — failed with "Missing associated machine for LocalActivity(2)" (seen in
+    CI; the window is the few milliseconds the local activity takes). Every call is an activity
+    now (``workflows.case.ACTIVITIES_ONLY_PATCH``): no local-activity marker in the history,
+    which replays."""
+    case = await new_live_case(run_worker=False)
+    await case.start(align=False)
+    early_query = asyncio.create_task(case.cases.applied_event_ids())
+    await case.h.describe()  # a round trip on the same connection: the query is on its way
+    await case.run_worker()
+    await case.status("cured")
+    assert case.loan.event_id in await early_query
+    view = await case.finish(None)  # the interleaving depends on timing: nothing to save
+    assert view.outcome is CaseOutcome.CURED
+
+    (history,) = await case.histories()
+    markers = [
+        event.marker_recorded_event_attributes.marker_name
+        for event in history.events
+        if event.HasField("marker_recorded_event_attributes")
+    ]
+    assert "core_local_activity" not in markers
+    replayer = Replayer(
+        workflows=[CaseWorkflow],
+        workflow_runner=case_workflow_runner(),
+        data_converter=PYDANTIC_CONVERTER,
+    )
+    await replayer.replay_workflow(history)
+    assert sorted(await case.cases.applied_event_ids()) == sorted(
+        [case.loan.event_id, f"st-{case.loan.loan_id}-cured"]
+    )
