@@ -196,6 +196,8 @@ class _OwnContextOutside(WorkflowInstance):
         )
 
     def activate(self, act: WorkflowActivation) -> WorkflowActivationCompletion:
+        if _late_local_result(act):
+            return _replay_instead(act)
         return self._sandboxed.activate(cast(WorkflowActivation, _ActivationKeptParts(act)))
 
     def get_serialization_context(self, command_info: Any) -> SerializationContext | None:
@@ -213,6 +215,42 @@ class _OwnContextOutside(WorkflowInstance):
 
     def get_thread_id(self) -> int | None:
         return self._sandboxed.get_thread_id()
+
+
+LATE_LOCAL_RESULT = (
+    "a local activity's result arrived with new history events (its marker went out in an "
+    "earlier workflow task): failing this task so the run is replayed in history order"
+)
+
+
+def _late_local_result(act: WorkflowActivation) -> bool:
+    """A live activation that brings a local activity's result together with anything else.
+
+    The SDK core (1.35) can complete a workflow task with a local activity's marker before the
+    workflow has seen the activity's result: when the task also answers a query. The result then
+    reaches the workflow in the next task, with that task's new events (a signal, an update, a
+    timer), and the SDK applies signals and updates first; a replay gives the result in the
+    earlier task, before them. The run would go on differently from every later replay of its
+    history ("Missing associated machine for LocalActivity" on each one, or a continue-as-new
+    followed by commands of a message fed after it). A local activity resolved within its own
+    task comes in an activation of its own, so anything else beside it means this case.
+    """
+    if act.is_replaying:
+        return False
+    jobs = act.jobs
+    local = [
+        job for job in jobs if job.HasField("resolve_activity") and job.resolve_activity.is_local
+    ]
+    return bool(local) and len(local) < len(jobs)
+
+
+def _replay_instead(act: WorkflowActivation) -> WorkflowActivationCompletion:
+    """Fail the workflow task: the core evicts the run, and the retried task replays the history
+    (the local activity's result in the task of its marker) before it applies the new events."""
+    log.warning("%s (run %s)", LATE_LOCAL_RESULT, act.run_id)
+    completion = WorkflowActivationCompletion(run_id=act.run_id)
+    completion.failed.failure.message = LATE_LOCAL_RESULT
+    return completion
 
 
 CASE_SANDBOX = SandboxRestrictions.default.with_passthrough_modules(*PASSED_THROUGH)

@@ -1,8 +1,7 @@
-"""The decision core, run as activities by the case workflow (as local activities in runs
-recorded before ``workflows.case.ACTIVITIES_ONLY_PATCH``).
+"""The decision core, run as local activities by the case workflow.
 
-Why activities rather than calling ``decisions`` inside the workflow: a case lives for
-months, across many deployments of the decision core. An activity's result is recorded
+Why local activities rather than calling ``decisions`` inside the workflow: a case lives for
+months, across many deployments of the decision core. A local activity's result is recorded
 in history, so a case replays exactly the decisions it made (and the borrower saw), even after
 the tier rules or the schedule rounding change; only new decisions use the new code. These
 functions only forward to ``decisions``; no rule lives here. Input the decision core refuses

@@ -106,7 +106,7 @@ class Publish(Command):
     events: tuple[CaseEvent, ...]
 
 
-# --- the decision core (activities.decide) ------------------------------------------------------
+# --- the decision core (local activities) ----------------------------------------------------
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,6 @@
-"""How the case workflow carries out each command of the case machine: which activity with
-which timeouts and retries, and what it tells the machine back (``engine.messages``).
-
-Every call is an ordinary activity (``workflows.case.ACTIVITIES_ONLY_PATCH``). Runs recorded
-before that patch made some of them local activities, and replay them as they were
-(``CaseContext.local_decisions``, ``CaseContext.local_calls``).
+"""How the case workflow carries out each command of the case machine: which activity (or
+local activity, for the decision core) with which timeouts and retries, and what it tells the
+machine back (``engine.messages``).
 
 Passed through the workflow sandbox with ``engine/``: loaded once per worker process rather
 than once per cached case, so the sandbox only re-executes the small workflow class. Everything
@@ -87,9 +84,6 @@ class CaseContext:
     clock: PolicyClock | None
     local_calls: bool = False
     """Read the ledger and publish with local activities (``workflows.case.LOCAL_CALLS_PATCH``)."""
-    local_decisions: bool = False
-    """Load the policy and run the decision core as local activities (runs recorded before
-    ``workflows.case.ACTIVITIES_ONLY_PATCH``)."""
 
     @property
     def rules(self) -> Policy:
@@ -102,8 +96,8 @@ async def carry_out(command: do.Command, case: CaseContext) -> object:
     try:
         return await _CALLS[type(command)](case, command)
     except (ActivityError, ApplicationError) as error:
-        # A failed activity arrives as ActivityError; a failed local activity (runs recorded
-        # before the activities-only patch) as the ApplicationError it raised.
+        # A failed activity arrives as ActivityError; a failed local activity (the decision
+        # core) as the ApplicationError it raised.
         return _failure(command, error)
 
 
@@ -125,20 +119,12 @@ async def _publish(case: CaseContext, command: do.Publish) -> msg.Result:
 
 
 async def _load_policy(case: CaseContext, command: do.LoadPolicy) -> msg.Result:
-    if case.local_decisions:
-        policy = await workflow.execute_local_activity_method(
-            CaseActivities.load_policy,
-            command.portfolio,
-            start_to_close_timeout=CALL_TIMEOUT,
-            retry_policy=DECISION_RETRY,
-        )
-    else:
-        policy = await workflow.execute_activity_method(
-            CaseActivities.load_policy,
-            command.portfolio,
-            start_to_close_timeout=CALL_TIMEOUT,
-            retry_policy=DECISION_RETRY,
-        )
+    policy = await workflow.execute_local_activity_method(
+        CaseActivities.load_policy,
+        command.portfolio,
+        start_to_close_timeout=CALL_TIMEOUT,
+        retry_policy=DECISION_RETRY,
+    )
     return msg.PolicyLoaded(
         round=command.round,
         policy=policy,
@@ -180,7 +166,6 @@ async def _read_credit(case: CaseContext, command: do.ReadCredit) -> msg.Result:
 
 async def _assess(case: CaseContext, command: do.Assess) -> msg.Result:
     assessment = await _decide(
-        case,
         assess_case,
         AssessInput(
             loan=command.loan,
@@ -195,7 +180,6 @@ async def _assess(case: CaseContext, command: do.Assess) -> msg.Result:
 
 async def _propose(case: CaseContext, command: do.Propose) -> msg.Result:
     proposal = await _decide(
-        case,
         propose_plans,
         ProposeInput(
             loan=command.loan,
@@ -209,7 +193,6 @@ async def _propose(case: CaseContext, command: do.Propose) -> msg.Result:
 
 async def _issue_agreement(case: CaseContext, command: do.IssueAgreement) -> msg.Result:
     issued = await _decide(
-        case,
         issue_agreement,
         AgreementInput(
             agreement_id=command.agreement_id,
@@ -347,12 +330,8 @@ async def _locally(
     return True, result
 
 
-async def _decide(case: CaseContext, function: Callable[..., Awaitable[Any]], arg: Any) -> Any:
-    if case.local_decisions:
-        return await workflow.execute_local_activity(
-            function, arg, start_to_close_timeout=CALL_TIMEOUT, retry_policy=DECISION_RETRY
-        )
-    return await workflow.execute_activity(
+async def _decide(function: Callable[..., Awaitable[Any]], arg: Any) -> Any:
+    return await workflow.execute_local_activity(
         function, arg, start_to_close_timeout=CALL_TIMEOUT, retry_policy=DECISION_RETRY
     )
 

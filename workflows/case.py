@@ -6,8 +6,8 @@ connects it to Temporal:
 * the handlers — one signal for every inbound event, one update for every person's action
   (validated by ``engine.rules.refusal``), queries for the view and the audit trail — feed each
   message into ``engine.machine.receive``; none of them awaits anything;
-* the run loop asks ``engine.planner.next_command`` what to do, carries it out as an activity
-  or a timer, and feeds the result back;
+* the run loop asks ``engine.planner.next_command`` what to do, carries it out as an activity,
+  a local activity (the decision core) or a timer, and feeds the result back;
 * search attributes are kept equal to the state's projection; long cases continue-as-new
   with their whole state;
 * a staff action's credential is verified here (``staff.credentials``, with the keys the worker
@@ -81,16 +81,7 @@ LOCAL_CALLS_PATCH = "local-calls"
 is one workflow task (read the ledger, publish what it decided, sleep again) instead of three,
 each a replay when a burst of firings has evicted the case in between (``bench/README.md``, the
 drain). A call that fails three quick tries is an outage, waited out by an activity
-(``workflows.calls._locally``). Runs recorded before it call them as activities, as they did;
-runs recorded after ``ACTIVITIES_ONLY_PATCH`` do too."""
-ACTIVITIES_ONLY_PATCH = "activities-only"
-"""Every call is an ordinary activity; no local activity. A local activity's marker can reach the
-history in a workflow task whose workflow code never saw its result (the SDK core completes the
-task early to answer a query), and that result then arrives together with a signal or update;
-a replay, which sees the result at once, ran the case differently and failed with
-"Missing associated machine for LocalActivity" (``tests/workflow/test_engine_v2.py``, the query
-and signal racing a case's first task). Runs recorded before it replay with the local
-activities they made (``LOCAL_CALLS_PATCH`` and the decision core)."""
+(``workflows.calls._locally``). Runs recorded before it call them as activities, as they did."""
 REFRESHED_BY = (msg.Tick, msg.LedgerRead, Event)
 """The messages after which the calendar-dependent attributes are upserted whatever they hold."""
 MIN_TIMER = timedelta(milliseconds=1)
@@ -120,8 +111,7 @@ class CaseWorkflow:
         self._desk_attributes = workflow.patched(DESK_ATTRIBUTES_PATCH)
         self._state.borrower_calendar = workflow.patched(BORROWER_TIME_ZONE_PATCH)
         self._steady = workflow.patched(STEADY_ATTRIBUTES_PATCH)
-        self._activities_only = workflow.patched(ACTIVITIES_ONLY_PATCH)
-        self._local_calls = not self._activities_only and workflow.patched(LOCAL_CALLS_PATCH)
+        self._local_calls = workflow.patched(LOCAL_CALLS_PATCH)
 
     # --- the run loop ------------------------------------------------------------------------
 
@@ -237,12 +227,7 @@ class CaseWorkflow:
     async def _carry_out(self, command: do.Command) -> object:
         state = self._state
         context = CaseContext(
-            state.case_id,
-            state.loan_id,
-            self._policy,
-            state.clock,
-            local_calls=self._local_calls,
-            local_decisions=not self._activities_only,
+            state.case_id, state.loan_id, self._policy, state.clock, self._local_calls
         )
         message = await carry_out(command, context)
         if isinstance(message, msg.PolicyLoaded):

@@ -441,7 +441,8 @@ async def bundled_policy(portfolio: str | None = None) -> Policy:
 
 @activity.defn(name="publish_case_events")
 async def discarded_case_events(request: PublishRequest) -> None:
-    """Case events go nowhere here (served, so a case's publishing ends)."""
+    """Case events go nowhere here. A local activity (``workflows.calls._locally``) must be
+    registered with the workflow, where an unserved ordinary activity would just wait."""
 
 
 @contextlib.asynccontextmanager

@@ -7,14 +7,21 @@ workflow task."""
 from __future__ import annotations
 
 import asyncio
+import threading
+import time
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
-from temporalio.worker import Replayer
+from temporalio import activity
+from temporalio.bridge.proto.workflow_activation import WorkflowActivation
+from temporalio.bridge.proto.workflow_completion import WorkflowActivationCompletion
+from temporalio.worker import Replayer, WorkflowInstance, WorkflowInstanceDetails
 
 from clients import PYDANTIC_CONVERTER
+from decisions.policy import Policy, load_policy
 from engine.actions import (
     ChooseOption,
     Decline,
@@ -27,7 +34,7 @@ from engine.actions import (
 )
 from schemas.case import CaseOutcome, CaseStage, CheckpointKind
 from tests.workflow.conftest import overdue_event, profile
-from worker import case_workflow_runner
+from worker import CASE_SANDBOX, LATE_LOCAL_RESULT, CaseWorkflowRunner, case_workflow_runner
 from workflows.case import CaseWorkflow
 
 pytestmark = pytest.mark.workflow
@@ -143,32 +150,58 @@ async def test_a_whole_case_on_a_worker_that_caches_nothing(new_case) -> None:
     assert all(tracked.status == "paid" for tracked in view.schedule)
 
 
-async def test_a_query_and_a_signal_racing_a_cases_first_task_replay(new_live_case) -> None:
-    """The case's first workflow task carries a query (asked before any worker polled), and the
-    loan is cured while that task runs. With the policy loaded by a local activity, the SDK core
-    could answer the query by completing the task with the activity's marker before the workflow
-    saw its result, which then came together with the cure: every replay of the closed case —
-    every later query — failed with "Missing associated machine for LocalActivity(2)" (seen in
-    CI; the window is the few milliseconds the local activity takes). Every call is an activity
-    now (``workflows.case.ACTIVITIES_ONLY_PATCH``): no local-activity marker in the history,
-    which replays."""
-    case = await new_live_case(run_worker=False)
+async def test_a_local_activitys_late_result_is_never_applied_after_a_signal(
+    new_live_case,
+) -> None:
+    """The race that left a cured case no query could read (CI, 1 December), set up step by
+    step: the case's first task carries a query (asked before any worker polled) and loads the
+    policy with a local activity; the activity finishes while the workflow answers the query,
+    and the loan is cured meanwhile. The SDK core then completes the task with the activity's
+    marker before the workflow has seen its result, and the next task brings that result
+    together with the cure, which the SDK applies first; a replay applies the result first.
+    Before ``worker._late_local_result`` the run went on with the cure first and every replay
+    failed ("Missing associated machine for LocalActivity(2)"). Now the worker fails that task
+    once, and its retry replays the history before it applies the cure."""
+    query_answering, policy_asked, cured, policy_returned = (threading.Event() for _ in range(4))
+
+    class HoldingQueries(CaseWorkflowRunner):
+        """Holds the workflow's answer to a query until the policy has been returned."""
+
+        def create_instance(self, det: WorkflowInstanceDetails) -> WorkflowInstance:
+            return _HoldQueries(super().create_instance(det), query_answering, policy_returned)
+
+    @activity.defn(name="load_policy")
+    async def policy_once_cured(portfolio: str | None = None) -> Policy:
+        policy_asked.set()
+        loop = asyncio.get_running_loop()
+        for step in (query_answering, cured):
+            assert await loop.run_in_executor(None, step.wait, WAIT), "the race was not set up"
+        policy_returned.set()
+        return load_policy()
+
+    case = await new_live_case(
+        run_worker=False,
+        replaced_activities=[policy_once_cured],
+        workflow_runner=HoldingQueries(restrictions=CASE_SANDBOX),
+    )
     await case.start(align=False)
     early_query = asyncio.create_task(case.cases.applied_event_ids())
     await case.h.describe()  # a round trip on the same connection: the query is on its way
     await case.run_worker()
+    loop = asyncio.get_running_loop()
+    assert await loop.run_in_executor(None, policy_asked.wait, WAIT)
     await case.status("cured")
-    assert case.loan.event_id in await early_query
-    view = await case.finish(None)  # the interleaving depends on timing: nothing to save
-    assert view.outcome is CaseOutcome.CURED
+    cured.set()
+    assert await early_query == [case.loan.event_id]
+    view = await case.until(lambda v: v.outcome is CaseOutcome.CURED, "cured")
 
     (history,) = await case.histories()
-    markers = [
-        event.marker_recorded_event_attributes.marker_name
+    failures = [
+        event.workflow_task_failed_event_attributes.failure.message
         for event in history.events
-        if event.HasField("marker_recorded_event_attributes")
+        if event.HasField("workflow_task_failed_event_attributes")
     ]
-    assert "core_local_activity" not in markers
+    assert failures == [LATE_LOCAL_RESULT]
     replayer = Replayer(
         workflows=[CaseWorkflow],
         workflow_runner=case_workflow_runner(),
@@ -178,3 +211,38 @@ async def test_a_query_and_a_signal_racing_a_cases_first_task_replay(new_live_ca
     assert sorted(await case.cases.applied_event_ids()) == sorted(
         [case.loan.event_id, f"st-{case.loan.loan_id}-cured"]
     )
+    assert view.stage is CaseStage.CLOSED
+
+
+WAIT = 20.0
+"""Seconds a step of the race waits for the one before it."""
+
+
+class _HoldQueries(WorkflowInstance):
+    def __init__(
+        self, inner: WorkflowInstance, answering: threading.Event, returned: threading.Event
+    ) -> None:
+        self._inner, self._answering, self._returned = inner, answering, returned
+
+    def activate(self, act: WorkflowActivation) -> WorkflowActivationCompletion:
+        completion = self._inner.activate(act)
+        if any(job.HasField("query_workflow") for job in act.jobs):
+            self._answering.set()
+            self._returned.wait(WAIT)
+            # The activity's result is on its way to the core, which must take it before this
+            # answer: no event tells when it has. (The race needs it, not the assertions; the
+            # SDK allows an activation 2 s.)
+            time.sleep(0.5)
+        return completion
+
+    def get_serialization_context(self, command_info: Any) -> Any:
+        return self._inner.get_serialization_context(command_info)
+
+    def get_external_store_context(self, command_info: Any) -> Any:
+        return self._inner.get_external_store_context(command_info)
+
+    def get_info(self) -> Any:
+        return self._inner.get_info()
+
+    def get_thread_id(self) -> int | None:
+        return self._inner.get_thread_id()
