@@ -95,8 +95,9 @@ contact activity starts a ledger on the task queue it runs on)."""
 
 
 class CaseWorkflowRunner(SandboxedWorkflowRunner):
-    """The SDK's sandbox, with the workflow's own payload contexts answered outside it, and
-    no activation kept by a cached case (``_ReleaseStartActivation``, ``_ActivationKeptParts``).
+    """The SDK's sandbox, with the workflow's own payload contexts answered outside it, no
+    activation kept by a cached case (``_ReleaseStartActivation``, ``_ActivationKeptParts``), and
+    a local activity's late result refused (``_late_local_result``).
 
     For every payload of every activation the SDK (1.35) asks the workflow instance, three
     times, which serialization context to decode it with, and the sandboxed instance answers by
