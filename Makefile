@@ -31,7 +31,7 @@ test: install
 	$(BIN)/mypy
 	$(BIN)/accord stack fetch --topology cluster
 	# Two sessions: the time-skipping tier in its own (after the integration tier in one session
-	# some workflow tests lost their server: open, see README "Known issue").
+	# some workflow tests lost their server; not investigated further).
 	$(BIN)/pytest tests/unit tests/workflow
 	$(BIN)/pytest tests/contract tests/integration tests/cluster
 
