@@ -16,6 +16,7 @@ connects it to Temporal:
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from datetime import datetime, timedelta
 from types import MappingProxyType
@@ -82,6 +83,18 @@ is one workflow task (read the ledger, publish what it decided, sleep again) ins
 each a replay when a burst of firings has evicted the case in between (``bench/README.md``, the
 drain). A call that fails three quick tries is an outage, waited out by an activity
 (``workflows.calls._locally``). Runs recorded before it call them as activities, as they did."""
+ONE_MARKER_PATCH = "patches-2026-12"
+"""One marker for every patch above, and for the kept timer: a run recorded with it takes all of
+them. Each patch costs a run a marker and a ``TemporalChangeVersion`` upsert, and a cached run
+about 10 KiB of worker memory (``bench/README.md``, engine); a new run had four. Runs recorded
+before it find each of the four (or not) as they did, and wait as they did. A later patch is
+decided on its own, beside this one.
+
+The kept timer: a wait for the same moment as the last one keeps the timer already running for
+it (``CaseWorkflow._wait_on_kept_timer``). Before, every message woke the run from a
+``wait_condition`` whose timeout timer was then cancelled, and the next wait started a new one
+for the same moment: a payment to a case in ``track`` cost a cancelled and a started timer (two
+commands, two history events, the server's work for both)."""
 REFRESHED_BY = (msg.Tick, msg.LedgerRead, Event)
 """The messages after which the calendar-dependent attributes are upserted whatever they hold."""
 MIN_TIMER = timedelta(milliseconds=1)
@@ -106,12 +119,22 @@ class CaseWorkflow:
         self._changes = 0
         self._upserted: int | None = None  # the value of ``_changes`` the attributes reflect
         self._attributes: dict[str, Any] = {}
-        # Decided once, first thing in every run, so the marker sits at the same place in its
+        # Decided once, first thing in every run, so the markers sit at the same place in its
         # history however the run's handlers and commands interleave later.
-        self._desk_attributes = workflow.patched(DESK_ATTRIBUTES_PATCH)
-        self._state.borrower_calendar = workflow.patched(BORROWER_TIME_ZONE_PATCH)
-        self._steady = workflow.patched(STEADY_ATTRIBUTES_PATCH)
-        self._local_calls = workflow.patched(LOCAL_CALLS_PATCH)
+        if workflow.patched(ONE_MARKER_PATCH):
+            self._desk_attributes = self._steady = self._local_calls = True
+            self._state.borrower_calendar = self._kept_timer = True
+        else:
+            self._desk_attributes = workflow.patched(DESK_ATTRIBUTES_PATCH)
+            self._state.borrower_calendar = workflow.patched(BORROWER_TIME_ZONE_PATCH)
+            self._steady = workflow.patched(STEADY_ATTRIBUTES_PATCH)
+            self._local_calls = workflow.patched(LOCAL_CALLS_PATCH)
+            self._kept_timer = False
+        # The kept timer (``ONE_MARKER_PATCH``): the one running for ``_timer_until``, and whether
+        # it has fired. A bare timer handle: a task sleeping in each cached case would cost more.
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_until: datetime | None = None
+        self._timer_fired = False
 
     # --- the run loop ------------------------------------------------------------------------
 
@@ -120,6 +143,7 @@ class CaseWorkflow:
         while True:
             command = next_command(self._state, self._context())
             if isinstance(command, do.Finish):
+                self._stop_timer()
                 break
             if isinstance(command, do.Wait):
                 await self._wait(command)
@@ -135,6 +159,7 @@ class CaseWorkflow:
             or info.get_current_history_length() > self._event_limit
         ):
             await workflow.wait_condition(workflow.all_handlers_finished)
+            self._stop_timer()
             workflow.continue_as_new(
                 CaseStart(
                     loan_id=self._state.loan_id,
@@ -145,6 +170,9 @@ class CaseWorkflow:
             )
         if self._upserted != self._changes:
             self._upsert()
+        if self._kept_timer:
+            await self._wait_on_kept_timer(command.until)
+            return
         seen = self._changes
         timeout = None
         if command.until is not None:
@@ -162,6 +190,36 @@ class CaseWorkflow:
             await workflow.wait_condition(lambda: self._changes != seen, timeout=timeout)
         except TimeoutError:
             self._feed(msg.Tick())
+
+    async def _wait_on_kept_timer(self, until: datetime | None) -> None:
+        """Until a message, or until ``until`` (policy time) has come: then a ``Tick``, also when
+        it came while the run was busy since the last wait (the timer ran on meanwhile)."""
+        seen = self._changes
+        self._keep_timer_for(until)
+        await workflow.wait_condition(lambda: self._changes != seen or self._timer_fired)
+        if self._timer_fired:
+            self._timer, self._timer_fired = None, False
+            self._feed(msg.Tick())
+
+    def _keep_timer_for(self, until: datetime | None) -> None:
+        """The running timer if it is for ``until``, else a new one (always a timer, however close
+        or past the moment: see ``STEADY_ATTRIBUTES_PATCH``); none for ``until`` None."""
+        if self._timer is not None and until == self._timer_until:
+            return
+        self._stop_timer()
+        if until is None:
+            return
+        delay = max(self._server_delay(until - self._now()), MIN_TIMER)
+        self._timer = asyncio.get_running_loop().call_later(delay.total_seconds(), self._on_timer)
+        self._timer_until = until
+
+    def _on_timer(self) -> None:
+        self._timer_fired = True
+
+    def _stop_timer(self) -> None:
+        if self._timer is not None and not self._timer_fired:
+            self._timer.cancel()
+        self._timer, self._timer_fired = None, False
 
     # --- handlers ----------------------------------------------------------------------------
 

@@ -248,3 +248,42 @@ async def _until_scheduled(case, activity: str) -> None:
     while activity not in _scheduled_activities(await case.histories()):
         assert asyncio.get_running_loop().time() < deadline, f"{activity} never scheduled"
         await asyncio.sleep(0.1)
+
+
+async def test_a_payment_keeps_the_checkpoints_timer(new_case) -> None:
+    """The kept timer (``workflows.case.ONE_MARKER_PATCH``): a payment that leaves the next
+    checkpoint where it was starts no timer and cancels none; the checkpoint then fires on the
+    timer it had."""
+    case = await new_case(overdue_event(remaining_term_months=12))
+    await case.start()
+    await case.to_tracking(enough_income(), "restructure_12m")
+    view = await case.view()
+    checkpoint = view.next_checkpoint
+    assert checkpoint is not None and checkpoint.kind is CheckpointKind.INSTALMENT_DUE
+    assert view.balance is not None
+    paid = view.balance.paid_since_basis
+    before = _timer_events(await case.histories())
+
+    for suffix in ("a", "b"):
+        await case.pay("10.00", suffix)
+    view = await case.until(
+        lambda v: v.balance is not None and v.balance.paid_since_basis == paid + 20,
+        "both payments applied",
+    )
+    assert view.next_checkpoint == checkpoint
+    assert _timer_events(await case.histories()) == before
+
+    full = view.schedule[0].instalment.amount - Decimal("20.00")
+    await case.pay(str(full), "c")
+    await case.skip_past_checkpoint(1)
+    view = await case.until(lambda v: v.schedule[0].status is InstalmentStatus.PAID, "first paid")
+    assert view.next_checkpoint is not None and view.next_checkpoint.at > checkpoint.at
+
+
+def _timer_events(histories) -> tuple[int, int]:
+    """Timers started and cancelled over the case's runs."""
+    events = [event for history in histories for event in history.events]
+    return (
+        sum(1 for event in events if event.HasField("timer_started_event_attributes")),
+        sum(1 for event in events if event.HasField("timer_canceled_event_attributes")),
+    )
