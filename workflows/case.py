@@ -27,6 +27,7 @@ from temporalio.common import SearchAttributeKey, SearchAttributeUpdate
 from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
+    from decisions.clock import PolicyClock
     from decisions.policy import Policy
     from engine import commands as do
     from engine import messages as msg
@@ -134,6 +135,7 @@ class CaseWorkflow:
         # it has fired. A bare timer handle: a task sleeping in each cached case would cost more.
         self._timer: asyncio.TimerHandle | None = None
         self._timer_until: datetime | None = None
+        self._timer_clock: PolicyClock | None = None  # the clock ``_timer_until`` was mapped with
         self._timer_fired = False
 
     # --- the run loop ------------------------------------------------------------------------
@@ -204,14 +206,18 @@ class CaseWorkflow:
     def _keep_timer_for(self, until: datetime | None) -> None:
         """The running timer if it is for ``until``, else a new one (always a timer, however close
         or past the moment: see ``STEADY_ATTRIBUTES_PATCH``); none for ``until`` None."""
-        if self._timer is not None and until == self._timer_until:
+        if (
+            self._timer is not None
+            and until == self._timer_until
+            and self._state.clock == self._timer_clock
+        ):
             return
         self._stop_timer()
         if until is None:
             return
         delay = max(self._server_delay(until - self._now()), MIN_TIMER)
         self._timer = asyncio.get_running_loop().call_later(delay.total_seconds(), self._on_timer)
-        self._timer_until = until
+        self._timer_until, self._timer_clock = until, self._state.clock
 
     def _on_timer(self) -> None:
         self._timer_fired = True
