@@ -26,7 +26,7 @@ from temporalio.client import WorkflowHandle, WorkflowHistory
 from temporalio.common import SearchAttributeIndexedValueType, TypedSearchAttributes
 from temporalio.converter import decode_typed_search_attributes
 from temporalio.testing import WorkflowEnvironment
-from temporalio.worker import Replayer, Worker, WorkflowRunner
+from temporalio.worker import Replayer, Worker, WorkflowInstance, WorkflowRunner
 
 from activities.case_activities import CaseActivities
 from activities.contact_channels import ContactDirectorySimulator, ContactGatewaySimulator
@@ -452,6 +452,29 @@ async def new_live_case(live_env: WorkflowEnvironment) -> AsyncIterator[Callable
     """``new_case`` on the real dev server: real time, so no skipping."""
     async with _case_builder(live_env) as build:
         yield build
+
+
+class DelegatingInstance(WorkflowInstance):
+    """A workflow instance that passes everything to the one it wraps (a test overrides what it
+    watches or holds)."""
+
+    def __init__(self, instance: WorkflowInstance) -> None:
+        self._instance = instance
+
+    def activate(self, act: Any) -> Any:
+        return self._instance.activate(act)
+
+    def get_serialization_context(self, command_info: Any) -> Any:
+        return self._instance.get_serialization_context(command_info)
+
+    def get_external_store_context(self, command_info: Any) -> Any:
+        return self._instance.get_external_store_context(command_info)
+
+    def get_info(self) -> Any:
+        return self._instance.get_info()
+
+    def get_thread_id(self) -> int | None:
+        return self._instance.get_thread_id()
 
 
 def _replaced(

@@ -12,7 +12,6 @@ import time
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
 
 import pytest
 from temporalio import activity
@@ -33,7 +32,7 @@ from engine.actions import (
     SubmitFinancials,
 )
 from schemas.case import CaseOutcome, CaseStage, CheckpointKind
-from tests.workflow.conftest import overdue_event, profile
+from tests.workflow.conftest import DelegatingInstance, overdue_event, profile
 from worker import CASE_SANDBOX, LATE_LOCAL_RESULT, CaseWorkflowRunner, case_workflow_runner
 from workflows.case import CaseWorkflow
 
@@ -218,14 +217,15 @@ WAIT = 20.0
 """Seconds a step of the race waits for the one before it."""
 
 
-class _HoldQueries(WorkflowInstance):
+class _HoldQueries(DelegatingInstance):
     def __init__(
         self, inner: WorkflowInstance, answering: threading.Event, returned: threading.Event
     ) -> None:
-        self._inner, self._answering, self._returned = inner, answering, returned
+        super().__init__(inner)
+        self._answering, self._returned = answering, returned
 
     def activate(self, act: WorkflowActivation) -> WorkflowActivationCompletion:
-        completion = self._inner.activate(act)
+        completion = super().activate(act)
         if any(job.HasField("query_workflow") for job in act.jobs):
             self._answering.set()
             self._returned.wait(WAIT)
@@ -234,15 +234,3 @@ class _HoldQueries(WorkflowInstance):
             # SDK allows an activation 2 s.)
             time.sleep(0.5)
         return completion
-
-    def get_serialization_context(self, command_info: Any) -> Any:
-        return self._inner.get_serialization_context(command_info)
-
-    def get_external_store_context(self, command_info: Any) -> Any:
-        return self._inner.get_external_store_context(command_info)
-
-    def get_info(self) -> Any:
-        return self._inner.get_info()
-
-    def get_thread_id(self) -> int | None:
-        return self._inner.get_thread_id()

@@ -19,36 +19,14 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 
 from engine.actions import SubmitFinancials
 from schemas.case import CaseOutcome, CaseStage
-from tests.workflow.conftest import profile
+from tests.workflow.conftest import DelegatingInstance, profile
 from worker import CASE_SANDBOX, PASSED_THROUGH, CaseWorkflowRunner, case_workflow_runner
 from workflows import case as case_module
 
 pytestmark = pytest.mark.workflow
 
 
-class _Delegating(WorkflowInstance):
-    """A workflow instance that passes everything to the one it wraps."""
-
-    def __init__(self, instance: WorkflowInstance) -> None:
-        self._instance = instance
-
-    def activate(self, act: Any) -> Any:
-        return self._instance.activate(act)
-
-    def get_serialization_context(self, command_info: Any) -> Any:
-        return self._instance.get_serialization_context(command_info)
-
-    def get_external_store_context(self, command_info: Any) -> Any:
-        return self._instance.get_external_store_context(command_info)
-
-    def get_info(self) -> Any:
-        return self._instance.get_info()
-
-    def get_thread_id(self) -> int | None:
-        return self._instance.get_thread_id()
-
-
-class _Compared(_Delegating):
+class _Compared(DelegatingInstance):
     """Answers as the runner under test does, and records the SDK's own answer beside it: for a
     payload of no command, a fresh SDK instance's; for a command's, the tested case's own
     sandboxed instance asked the SDK's way (code run inside its sandbox), which holds the case's
@@ -112,7 +90,7 @@ BALLAST = 8 * 2**20
 """Bytes added to a start activation where nothing reads them: kept only if the activation is."""
 
 
-class _FirstActivationRecorded(_Delegating):
+class _FirstActivationRecorded(DelegatingInstance):
     def __init__(self, instance: WorkflowInstance, recorded: list[bytes]) -> None:
         super().__init__(instance)
         self._recorded = recorded
