@@ -200,7 +200,7 @@ class CaseWorkflow:
         self._keep_timer_for(until)
         await workflow.wait_condition(lambda: self._changes != seen or self._timer_fired)
         if self._timer_fired:
-            self._timer, self._timer_fired = None, False
+            self._stop_timer()  # fired: nothing to cancel, only forgotten
             self._feed(msg.Tick())
 
     def _keep_timer_for(self, until: datetime | None) -> None:
