@@ -25,6 +25,7 @@ from pathlib import Path
 
 import httpx
 import yaml
+from aiokafka.errors import KafkaError
 from google.protobuf.duration_pb2 import Duration
 from temporalio.api.workflowservice.v1 import GetSystemInfoRequest, RegisterNamespaceRequest
 from temporalio.client import Client
@@ -133,7 +134,14 @@ class ClusterKafkaBroker(KafkaBroker):
         deadline = time.monotonic() + self.startup_timeout
         async with self.admin() as admin:
             while True:
-                brokers = (await admin.describe_cluster()).get("brokers") or []
+                try:
+                    brokers = (await admin.describe_cluster()).get("brokers") or []
+                except KafkaError as error:
+                    # A broker already in the metadata may not accept connections yet (seen in
+                    # CI: NodeNotReadyError for node 3): not registered yet, asked again.
+                    if not error.retriable:
+                        raise
+                    brokers = []
                 if len(brokers) >= expected:
                     break
                 if time.monotonic() > deadline:

@@ -3,9 +3,12 @@ the children read back from the environment."""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from aiokafka.errors import NodeNotReadyError
 
 from settings import Settings
 from stack.cluster import (
@@ -117,3 +120,36 @@ def test_app_settings_leave_the_dev_defaults_alone() -> None:
 def test_low_ports_are_free_and_low() -> None:
     ports = pick_free_ports_in(4, "127.0.0.1", 20_000, 32_767)
     assert len(set(ports)) == 4 and all(20_000 <= p <= 32_767 for p in ports)
+
+
+class _AdminNotReadyOnce:
+    """An admin client whose first metadata request reaches a broker not accepting connections
+    yet; later ones see every broker."""
+
+    def __init__(self, brokers: int) -> None:
+        self.brokers, self.calls, self.topics_created = brokers, 0, False
+
+    async def describe_cluster(self) -> dict[str, list[dict[str, int]]]:
+        self.calls += 1
+        if self.calls == 1:
+            raise NodeNotReadyError("Attempt to send a request to node which is not ready")
+        return {"brokers": [{"node_id": node} for node in range(1, self.brokers + 1)]}
+
+
+async def test_a_broker_not_ready_yet_is_waited_for(
+    cluster_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    broker = ClusterKafkaBroker(cluster_settings, 1)
+    admin = _AdminNotReadyOnce(len(cluster_settings.stack.cluster.kafka_brokers))
+
+    @contextlib.asynccontextmanager
+    async def fake_admin() -> AsyncIterator[_AdminNotReadyOnce]:
+        yield admin
+
+    async def topics_created(*args: object, **kwargs: object) -> None:
+        admin.topics_created = True
+
+    monkeypatch.setattr(broker, "admin", fake_admin)
+    monkeypatch.setattr("stack.cluster.ensure_topics", topics_created)
+    await broker.bootstrap()
+    assert admin.calls == 2 and admin.topics_created
