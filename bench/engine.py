@@ -32,6 +32,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -59,6 +60,7 @@ from bench.common import (
     scrape,
     write_result,
 )
+from bench.engine_worker import GC_REPORT
 from bench.floor import FloorSleeper
 from clients import PYDANTIC_CONVERTER, connect_temporal
 from engine.actions import ChooseOption, Dispute, Sign, SubmitFinancials
@@ -157,6 +159,25 @@ class BenchWorker:
             histogram_quantiles(metrics, "temporal_workflow_task_execution_latency", ())["count"]
             or 0.0
         )
+
+    async def collector_pauses(self) -> dict[str, list[float]]:
+        """The worker's garbage-collector pauses since the last call, per generation:
+        ``[count, total ms, longest ms]`` (``bench.engine_worker.CollectorPauses``)."""
+        assert self.process is not None and self.log is not None
+        log = self.log
+
+        def reports() -> list[str]:
+            return [line for line in log.read_text().splitlines() if line.startswith(GC_REPORT)]
+
+        before = len(reports())
+        os.kill(self.pid, signal.SIGUSR1)
+
+        async def reported() -> bool:
+            return len(reports()) > before
+
+        await wait_for(reported, 30, "the worker's collector report", poll=0.1)
+        pauses: dict[str, list[float]] = json.loads(reports()[-1].removeprefix(GC_REPORT))
+        return pauses
 
     async def stop(self, sig: int = signal.SIGTERM) -> None:
         if self.process is None:
@@ -341,6 +362,7 @@ async def memory(arguments: argparse.Namespace) -> dict[str, Any]:
                 for state in states[:200]
             ]
             # Steady state: one payment to each case, now cached (no sandbox to build).
+            await worker.collector_pauses()  # from here on
             cpu_before_paid, tasks_before_paid = worker.cpu_seconds(), await worker.workflow_tasks()
             await pay_each(client, states, 32, floor)
             await wait_for(
@@ -350,6 +372,7 @@ async def memory(arguments: argparse.Namespace) -> dict[str, Any]:
             )
             cached_cpu = worker.cpu_seconds() - cpu_before_paid
             cached_tasks = await worker.workflow_tasks() - tasks_before_paid
+            cached_gc = await worker.collector_pauses()
         finally:
             await worker.stop()
     saved = ROOT / "tests" / "workflow" / "histories" / "cooperative_12_month_plan.json"
@@ -370,6 +393,7 @@ async def memory(arguments: argparse.Namespace) -> dict[str, Any]:
             cached_cpu * 1000 / max(cached_tasks, 1), 2
         ),
         "cached_workflow_tasks": cached_tasks,
+        "cached_gc_pauses_count_total_max_ms": cached_gc,
         "start_rate_per_s": round(cases / seconds, 1),
     }
 
@@ -501,6 +525,7 @@ async def sleepers(arguments: argparse.Namespace) -> dict[str, Any]:
             await asyncio.sleep(left)
             server = server_pid(settings)
             server_cpu_before = sample_process(server).cpu_seconds
+            await worker.collector_pauses()  # from here on
             cpu_before, tasks_before = worker.cpu_seconds(), await worker.workflow_tasks()
             still_due = (
                 f"WorkflowId STARTS_WITH 'case-{prefix}D' AND "
@@ -530,6 +555,7 @@ async def sleepers(arguments: argparse.Namespace) -> dict[str, Any]:
             server_cpu = sample_process(server).cpu_seconds - server_cpu_before
             tasks = await worker.workflow_tasks() - tasks_before
             rss_after = worker.rss_mib()
+            drain_gc = await worker.collector_pauses()
             db_file = TemporalDevServer(settings).db_file
             db = sum(f.stat().st_size for f in db_file.parent.glob(f"{db_file.name}*"))
         finally:
@@ -551,6 +577,7 @@ async def sleepers(arguments: argparse.Namespace) -> dict[str, Any]:
             "worker": round(cpu * 1000 / due, 2),
             "server": round(server_cpu * 1000 / due, 2),
         },
+        "drain_gc_pauses_count_total_max_ms": drain_gc,
         "worker_rss_mib_after_drain": rss_after,
         **({"drain_worker_profile": profiled.summary(top=25)} if arguments.profile else {}),
     }

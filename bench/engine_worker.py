@@ -12,8 +12,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
+import json
 import logging
 import signal
+import time
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -52,6 +55,39 @@ class SigningProvider(ESignatureSimulator):
         )
 
 
+GC_REPORT = "collector pauses "
+"""The prefix of the line the worker prints on SIGUSR1 (``bench.engine.BenchWorker``)."""
+
+
+class CollectorPauses:
+    """The cycle collector's pauses in this process since the last report, per generation: a
+    full collection walks every tracked object with the GIL held, so every workflow task waits
+    for it. Printed on SIGUSR1 as ``GC_REPORT`` + JSON ``{generation: [count, total ms, max
+    ms]}``."""
+
+    def __init__(self) -> None:
+        self._began = 0.0
+        self._pauses: dict[int, list[float]] = {0: [], 1: [], 2: []}
+
+    def install(self, loop: asyncio.AbstractEventLoop) -> None:
+        gc.callbacks.append(self._observe)
+        loop.add_signal_handler(signal.SIGUSR1, self.report)
+
+    def _observe(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._began = time.perf_counter()
+        else:
+            self._pauses[info["generation"]].append((time.perf_counter() - self._began) * 1000)
+
+    def report(self) -> None:
+        pauses, self._pauses = self._pauses, {0: [], 1: [], 2: []}
+        summary = {
+            generation: [len(ms), round(sum(ms), 1), round(max(ms, default=0.0), 1)]
+            for generation, ms in pauses.items()
+        }
+        print(GC_REPORT + json.dumps(summary), flush=True)
+
+
 class DiscardingPublisher:
     async def publish(self, event: CaseEvent) -> None:
         return None
@@ -66,6 +102,7 @@ async def run(paid: Decimal, floor: bool) -> None:
     stop = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         asyncio.get_running_loop().add_signal_handler(signum, stop.set)
+    CollectorPauses().install(asyncio.get_running_loop())
     if floor:
         tuning = settings.worker
         async with Worker(
