@@ -4,7 +4,8 @@ A production worker: task slots and cache size from settings (chosen from bench/
 measurements), the SDK's Prometheus metrics on a port, its own health endpoint, graceful
 shutdown on SIGTERM, and bytecode checked at start (the sandbox re-imports the contact ledger's
 workflow module for every cache miss, and stale bytecode would recompile it each time; the case
-workflow's module is loaded once, ``PASSED_THROUGH``).
+workflow's module is loaded once, ``PASSED_THROUGH``), and what it built at start frozen out of
+the garbage collector's full walks (``freeze_startup_objects``).
 
 Deployment rule (instead of Temporal's worker versioning): every change to ``workflows/`` or
 ``engine/`` must replay the saved histories (``tests/workflow/test_replay.py``, run by CI); a
@@ -18,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import compileall
 import dataclasses
+import gc
 import logging
 import os
 import signal
@@ -310,6 +312,16 @@ async def has_polled(client: Client, settings: Settings, since: datetime) -> boo
     )
 
 
+def freeze_startup_objects() -> None:
+    """Put what the process has built so far (modules, schemas, the worker and its sandbox
+    checks: ~116,000 objects that live as long as the process) out of the cycle collector's
+    walks. A full collection walks every tracked object with the GIL held while every workflow
+    task waits; at 1,000 cached cases these took 0.24 s each, and about 0.1 s without them
+    (bench/README.md, *The garbage collector*)."""
+    gc.collect()
+    gc.freeze()
+
+
 def metrics_runtime(settings: Settings) -> Runtime:
     """A runtime whose SDK metrics (task latencies, slots, cache) Prometheus can scrape."""
     address = f"{settings.worker.listen_host}:{settings.worker.metrics_port}"
@@ -341,6 +353,7 @@ async def run_worker(settings: Settings) -> None:
         loop.add_signal_handler(signum, stop.set)
     started = datetime.now(UTC)
     worker = build_worker(client, settings, activities)
+    freeze_startup_objects()
 
     async def healthy() -> str | None:
         if not worker.is_running or worker.is_shutdown:

@@ -31,7 +31,13 @@ from bench.floor import FloorSleeper
 from clients import connect_temporal
 from schemas.outbound import CaseEvent
 from settings import get_settings
-from worker import build_worker, ensure_bytecode, metrics_runtime, worker_identity
+from worker import (
+    build_worker,
+    ensure_bytecode,
+    freeze_startup_objects,
+    metrics_runtime,
+    worker_identity,
+)
 
 
 @dataclass
@@ -105,13 +111,15 @@ async def run(paid: Decimal, floor: bool) -> None:
     CollectorPauses().install(asyncio.get_running_loop())
     if floor:
         tuning = settings.worker
-        async with Worker(
+        plain = Worker(
             client,
             task_queue=settings.temporal.task_queue,
             workflows=[FloorSleeper],
             max_cached_workflows=tuning.max_cached_workflows,
             max_concurrent_workflow_tasks=tuning.max_concurrent_workflow_tasks,
-        ):
+        )
+        freeze_startup_objects()  # as the production worker does: the same process, the floor
+        async with plain:
             print(f"polling as {client.identity}", flush=True)
             await stop.wait()
         return
@@ -123,7 +131,9 @@ async def run(paid: Decimal, floor: bool) -> None:
         publisher=DiscardingPublisher(),
         policy_file=settings.policy_file,
     )
-    async with build_worker(client, settings, activities):
+    worker = build_worker(client, settings, activities)
+    freeze_startup_objects()
+    async with worker:
         print(f"polling as {client.identity}", flush=True)
         await stop.wait()
 
