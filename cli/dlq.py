@@ -128,8 +128,15 @@ async def _records(
 
 
 async def _consumer(settings: Settings, group_id: str | None) -> AIOKafkaConsumer:
+    # "earliest", not aiokafka's "latest": right after ``assign`` the consumer resets every
+    # partition without a position in the background, and a reset to the end still in flight
+    # when ``seek_to_beginning`` is asked wins over it (aiokafka 0.14,
+    # ``Fetcher._update_fetch_positions``): ``inspect`` then showed no dead letter at all.
     consumer = AIOKafkaConsumer(
-        group_id=group_id, enable_auto_commit=False, **kafka_client_options(settings.kafka)
+        group_id=group_id,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        **kafka_client_options(settings.kafka),
     )
     try:
         await consumer.start()

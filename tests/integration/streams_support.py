@@ -135,7 +135,12 @@ async def uncommitted(settings: Settings, topics: Iterable[str]) -> int:
 
 async def read_all(settings: Settings, topic: str) -> list[ConsumerRecord]:
     """Every record of ``topic`` now, from the beginning."""
-    consumer = AIOKafkaConsumer(enable_auto_commit=False, **kafka_client_options(settings.kafka))
+    # "earliest": a background reset to the end must not win over the seek (cli/dlq.py).
+    consumer = AIOKafkaConsumer(
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        **kafka_client_options(settings.kafka),
+    )
     await consumer.start()
     try:
         partitions = [TopicPartition(topic, p) for p in range(settings.kafka.topics.partitions)]
