@@ -127,4 +127,8 @@ async def wait_for_applied_or_explain(
             if len(missing) == 5:
                 break
         names = [c.name for c in stack.components if c.name.startswith(("stream", "worker"))]
-        raise AssertionError(f"{error}\nmissing: {missing}\n{log_tails(stack, *names)}") from None
+        assigned = await assigned_partitions(stack.settings)
+        raise AssertionError(
+            f"{error}\nmissing: {missing}\nassigned by web port: {assigned}\n"
+            f"{log_tails(stack, *names)}"
+        ) from None

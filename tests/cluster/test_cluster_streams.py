@@ -24,7 +24,6 @@ from tests.integration.streams_support import (
     new_tag,
     overdue_event,
     payment_event,
-    wait_for_applied,
     wait_for_case_count,
     wait_until,
 )
@@ -109,7 +108,7 @@ async def test_rebalance_while_payments_flow_loses_no_event(
 
 
 async def test_hardship_declared_before_the_overdue_event_reaches_the_case(
-    cluster_settings: Settings, cluster_client: Client
+    cluster: Stack, cluster_settings: Settings, cluster_client: Client
 ) -> None:
     topics = cluster_settings.kafka.topics
     tag = f"H{new_tag()}"
@@ -120,4 +119,4 @@ async def test_hardship_declared_before_the_overdue_event_reaches_the_case(
         await producer.send_events(topics.overdue, [overdue_event(x, f"od-{x}") for x in loans])
     await wait_for_case_count(cluster_client, f"L{tag}", len(loans), within=60)
     expected = {case_of(loan): {f"hs-{loan}", f"od-{loan}"} for loan in loans}
-    await wait_for_applied(cluster_client, expected, within=20)
+    await wait_for_applied_or_explain(cluster, cluster_client, expected, within=20)
