@@ -15,8 +15,10 @@ from datetime import date
 from pathlib import Path
 
 import pytest
+from aiokafka import AIOKafkaProducer
 from temporalio.client import Client
 
+from clients import kafka_client_options
 from schemas.events import LoanOverdue, LoanPayment, case_id
 from settings import Settings
 from streams import dead_letters
@@ -55,6 +57,30 @@ def overdues(loans: list[str]) -> list[LoanOverdue]:
 
 def payments(loans: list[str]) -> list[LoanPayment]:
     return [payment_event(loan, f"pay-{loan}") for loan in loans]
+
+
+async def test_dlq_inspect_shows_the_letters_of_every_partition(stack_settings: Settings) -> None:
+    # aiokafka resets a newly assigned partition to "latest" in the background; a seek to the
+    # beginning asked while that reset was in flight ended at the end, so `inspect` showed
+    # nothing of the first partition it sought (cli/dlq.py). A letter on each partition.
+    settings = streams_test_settings(stack_settings, new_tag())
+    await create_topics(settings)
+    letters = settings.kafka.topics.dlq(settings.kafka.topics.payment)
+    partitions = range(settings.kafka.topics.partitions)
+    producer = AIOKafkaProducer(**kafka_client_options(settings.kafka))
+    await producer.start()
+    try:
+        for partition in partitions:
+            headers = [(dead_letters.EVENT_ID, f"letter-{partition}".encode())]
+            await producer.send_and_wait(letters, b"{}", partition=partition, headers=headers)
+    finally:
+        await producer.stop()
+
+    inspected = accord(settings, "dlq", "inspect", settings.kafka.topics.payment)
+
+    assert f"{letters}: {len(partitions)} record(s) shown" in inspected.stdout, inspected.stderr
+    for partition in partitions:
+        assert f"event_id=letter-{partition} " in inspected.stdout
 
 
 async def test_an_oversize_poison_message_is_dead_lettered_cut_and_its_topic_keeps_flowing(
