@@ -117,9 +117,12 @@ class OverdueProgress:
         whatever the Kafka queries raise."""
         wanted = set(partitions)
         ends = await self._rebalance.race(self._ends_after(read_at))
-        unknown = [p for p in wanted if p not in self._delivered and ends.get(p, 0) > 0]
-        if unknown:
-            for partition, offset in (await self._rebalance.race(self._floor(unknown))).items():
+        # What this process knows may be stale: a partition it had, lost and got back was
+        # delivered meanwhile by another processor, whose commit says so. Without asking, a
+        # payment there would wait for the partition's next overdue event.
+        behind = [p for p in wanted if self._delivered.get(p, -1) < ends.get(p, 0)]
+        if behind:
+            for partition, offset in (await self._rebalance.race(self._floor(behind))).items():
                 self._delivered[partition] = max(self._delivered.get(partition, -1), offset)
         await self._rebalance.race(self._until(lambda: self._caught_up(wanted, ends)))
 

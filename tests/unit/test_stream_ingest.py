@@ -56,6 +56,7 @@ class Offsets:
     """The overdue topic's end offsets, as the brokers would answer."""
 
     ends: dict[int, int] = field(default_factory=dict)
+    committed: dict[int, int] = field(default_factory=dict)  # the consumer group's commits
     queries: int = 0
 
     async def end_offsets(self) -> dict[int, int]:
@@ -63,7 +64,7 @@ class Offsets:
         return dict(self.ends)
 
     async def floor(self, partitions: Any) -> dict[int, int]:
-        return dict.fromkeys(partitions, 0)
+        return {partition: self.committed.get(partition, 0) for partition in partitions}
 
 
 @dataclass
@@ -288,6 +289,24 @@ async def test_payment_waits_for_the_overdue_event_read_before_it(stream: Stream
     await stream.progress.delivered(pay.partition, 1)
     assert await paying == [Outcome.PROCESSED]
     assert stream.cases.calls == [("start", first.case_id, "o1"), ("signal", first.case_id, "p1")]
+
+
+async def test_a_partition_delivered_elsewhere_meanwhile_is_not_waited_for(stream: Stream) -> None:
+    """This processor delivered a partition's overdue events up to 3 and lost the partition;
+    another processor delivered and committed them up to 8; the partition came back. A payment
+    there is decided now, not after the partition's next overdue event."""
+    opened = overdue("L-1", "o1")
+    stream.book.case_opened("L-1", opened.case_id)
+    stream.cases.running.add(opened.case_id)
+    pay = message(payment("L-1", "p1"))
+    await stream.progress.delivered(pay.partition, 3)
+    stream.offsets.ends = {pay.partition: 8}
+    stream.offsets.committed = {pay.partition: 8}
+
+    deciding = stream.ingestor.handle_batch([pay], time.monotonic())
+
+    assert await asyncio.wait_for(deciding, timeout=5) == [Outcome.PROCESSED]  # not a hang
+    assert stream.cases.calls == [("signal", opened.case_id, "p1")]
 
 
 async def test_batches_read_before_one_end_offset_query_share_it(stream: Stream) -> None:
