@@ -100,6 +100,12 @@ class OverdueProgress:
         # Next offset to deliver, per partition: everything below it is delivered. A fact about
         # Temporal and the tables, so it stays true across rebalances (a lower bound).
         self._delivered: dict[int, int] = {}
+        # Partitions whose lower bound was raised to the group's commit since the last rebalance
+        # began. A partition lost and regained may have been delivered further by another
+        # processor meanwhile; until it is checked, a batch there could wait for the partition's
+        # next overdue event instead of for nothing.
+        self._checked: set[int] = set()
+        rebalance.when_started(self._checked.clear)
         self._progress = asyncio.Condition()
         self._probe: tuple[float, asyncio.Task[Mapping[int, int]]] | None = None
         self.probes = 0
@@ -117,13 +123,15 @@ class OverdueProgress:
         whatever the Kafka queries raise."""
         wanted = set(partitions)
         ends = await self._rebalance.race(self._ends_after(read_at))
-        # What this process knows may be stale: a partition it had, lost and got back was
-        # delivered meanwhile by another processor, whose commit says so. Without asking, a
-        # payment there would wait for the partition's next overdue event.
-        behind = [p for p in wanted if self._delivered.get(p, -1) < ends.get(p, 0)]
-        if behind:
-            for partition, offset in (await self._rebalance.race(self._floor(behind))).items():
+        unchecked = [
+            p
+            for p in wanted
+            if p not in self._checked and self._delivered.get(p, -1) < ends.get(p, 0)
+        ]
+        if unchecked:
+            for partition, offset in (await self._rebalance.race(self._floor(unchecked))).items():
                 self._delivered[partition] = max(self._delivered.get(partition, -1), offset)
+                self._checked.add(partition)
         await self._rebalance.race(self._until(lambda: self._caught_up(wanted, ends)))
 
     def _caught_up(self, partitions: set[int], ends: Mapping[int, int]) -> bool:

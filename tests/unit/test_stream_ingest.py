@@ -58,12 +58,14 @@ class Offsets:
     ends: dict[int, int] = field(default_factory=dict)
     committed: dict[int, int] = field(default_factory=dict)  # the consumer group's commits
     queries: int = 0
+    floor_queries: int = 0
 
     async def end_offsets(self) -> dict[int, int]:
         self.queries += 1
         return dict(self.ends)
 
     async def floor(self, partitions: Any) -> dict[int, int]:
+        self.floor_queries += 1
         return {partition: self.committed.get(partition, 0) for partition in partitions}
 
 
@@ -307,6 +309,41 @@ async def test_a_partition_delivered_elsewhere_meanwhile_is_not_waited_for(strea
 
     assert await asyncio.wait_for(deciding, timeout=5) == [Outcome.PROCESSED]  # not a hang
     assert stream.cases.calls == [("signal", opened.case_id, "p1")]
+
+
+async def test_the_groups_commit_is_asked_once_per_partition_between_rebalances(
+    stream: Stream,
+) -> None:
+    """Behind on a partition it has checked, a batch waits for the overdue agent (which alone
+    delivers that partition until the next rebalance) without asking the brokers again."""
+    loop = asyncio.get_running_loop()
+    stream.rebalance.bind(loop)
+    pay = message(payment("L-1", "p1"))
+    stream.offsets.ends = {pay.partition: 2}
+    stream.offsets.committed = {pay.partition: 2}
+    await stream.ingestor.handle_batch([pay], time.monotonic())
+    assert stream.offsets.floor_queries == 1
+
+    stream.offsets.ends = {pay.partition: 3}  # an overdue event the agent has not delivered yet
+    waiting = asyncio.create_task(
+        stream.ingestor.handle_batch([message(payment("L-1", "p2"))], time.monotonic())
+    )
+    for _ in range(20):
+        await asyncio.sleep(0)  # the batch reads the end offsets and waits
+    assert not waiting.done() and stream.offsets.queries == 2
+    await stream.progress.delivered(pay.partition, 3)
+    assert await waiting == [Outcome.SKIPPED]  # no case: decided, after the overdue agent
+    assert stream.offsets.floor_queries == 1
+
+    stream.rebalance.started()
+    stream.rebalance.ended()
+    await asyncio.sleep(0)  # both run on the loop
+    assert not stream.rebalance.active
+    stream.offsets.ends = {pay.partition: 4}
+    stream.offsets.committed = {pay.partition: 4}  # delivered by the other processor meanwhile
+    third = stream.ingestor.handle_batch([message(payment("L-1", "p3"))], time.monotonic())
+    await asyncio.wait_for(third, timeout=5)  # not a hang
+    assert stream.offsets.floor_queries == 2
 
 
 async def test_batches_read_before_one_end_offset_query_share_it(stream: Stream) -> None:
