@@ -123,11 +123,7 @@ class OverdueProgress:
         whatever the Kafka queries raise."""
         wanted = set(partitions)
         ends = await self._rebalance.race(self._ends_after(read_at))
-        unchecked = [
-            p
-            for p in wanted
-            if p not in self._checked and self._delivered.get(p, -1) < ends.get(p, 0)
-        ]
+        unchecked = [p for p in wanted - self._checked if not self._caught_up({p}, ends)]
         if unchecked:
             for partition, offset in (await self._rebalance.race(self._floor(unchecked))).items():
                 self._delivered[partition] = max(self._delivered.get(partition, -1), offset)
